@@ -1,0 +1,98 @@
+// Package natsserver runs an embedded NATS server with JetStream on a file
+// store. `cdcrelay run --embedded-nats`, `cdcrelay demo` and the tests use it;
+// restarting it on the same store directory is how a NATS restart is tested.
+package natsserver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Options configures an embedded server.
+type Options struct {
+	// StoreDir holds JetStream's file store. Required.
+	StoreDir string
+	// Host defaults to 127.0.0.1; Port 0 picks a free port.
+	Host string
+	Port int
+	// MaxPayload caps one message (server default 1 MiB when zero).
+	MaxPayload int32
+}
+
+// Server is a running embedded NATS server that can be stopped and started
+// again on the same port and store.
+type Server struct {
+	opts server.Options
+	srv  *server.Server
+}
+
+// Start starts a server and waits until it accepts connections.
+func Start(o Options) (*Server, error) {
+	if o.StoreDir == "" {
+		return nil, errors.New("natsserver: StoreDir is required")
+	}
+	host := o.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	port := o.Port
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	s := &Server{opts: server.Options{
+		ServerName: "cdcrelay-embedded",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   o.StoreDir,
+		MaxPayload: o.MaxPayload,
+		NoLog:      true,
+		NoSigs:     true,
+	}}
+	if err := s.Start(); err != nil {
+		return nil, err
+	}
+	// Restarts reuse the port the first start got, so clients reconnect.
+	if addr, ok := s.srv.Addr().(*net.TCPAddr); ok {
+		s.opts.Port = addr.Port
+	}
+	return s, nil
+}
+
+// Start (re)starts a stopped server on its port and store.
+func (s *Server) Start() error {
+	if s.srv != nil && s.srv.Running() {
+		return nil
+	}
+	opts := s.opts
+	srv, err := server.NewServer(&opts)
+	if err != nil {
+		return fmt.Errorf("create nats server: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return errors.New("embedded nats server not ready within 30s")
+	}
+	s.srv = srv
+	return nil
+}
+
+// Stop shuts the server down and waits until it has; the store is kept.
+func (s *Server) Stop() {
+	if s.srv == nil {
+		return
+	}
+	s.srv.Shutdown()
+	s.srv.WaitForShutdown()
+}
+
+// URL is the client URL of the server.
+func (s *Server) URL() string { return fmt.Sprintf("nats://%s:%d", s.opts.Host, s.opts.Port) }
+
+// StoreDir is the JetStream store directory.
+func (s *Server) StoreDir() string { return s.opts.StoreDir }
