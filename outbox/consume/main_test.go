@@ -1,0 +1,92 @@
+package consume_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cdcrelay/cdcrelay/internal/testenv"
+	"github.com/cdcrelay/cdcrelay/outbox/consume"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Run(m, &env) }
+
+// connect opens a connection of its own, as a separate consumer process
+// would; closing it is how a test crashes that process.
+func connect(tb testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		tb.Fatalf("connect: %v", err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return nc, js
+}
+
+func createStream(tb testing.TB, js jetstream.JetStream, name string, subjects ...string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: subjects, Storage: jetstream.FileStorage}); err != nil {
+		tb.Fatalf("create stream: %v", err)
+	}
+}
+
+// publish stores one message with an event id, as the relay does.
+func publish(tb testing.TB, js jetstream.JetStream, subject, data string) uuid.UUID {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id := uuid.Must(uuid.NewV7())
+	msg := &nats.Msg{Subject: subject, Data: []byte(data), Header: nats.Header{jetstream.MsgIDHeader: []string{id.String()}}}
+	if _, err := js.PublishMsg(ctx, msg); err != nil {
+		tb.Fatalf("publish: %v", err)
+	}
+	return id
+}
+
+func newConsumer(tb testing.TB, js jetstream.JetStream, cfg consume.Config) *consume.Consumer {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := consume.New(ctx, js, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	return c
+}
+
+// inboxDB returns a pool on a fresh database holding bus.inbox.
+//
+// TODO(issue 7): replace the hand-made table with migrations.Apply once the
+// migrations package lands.
+func inboxDB(tb testing.TB) *pgxpool.Pool {
+	tb.Helper()
+	pool := testenv.Pool(tb, env.DB(tb))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := pool.Exec(ctx, `
+		CREATE SCHEMA IF NOT EXISTS bus;
+		CREATE TABLE IF NOT EXISTS bus.inbox (
+			consumer text NOT NULL,
+			event_id uuid NOT NULL,
+			seen_at timestamptz NOT NULL DEFAULT now(),
+			PRIMARY KEY (consumer, event_id)
+		);
+		CREATE INDEX IF NOT EXISTS inbox_seen_at ON bus.inbox (seen_at);`); err != nil {
+		tb.Fatalf("create bus.inbox: %v", err)
+	}
+	return pool
+}
