@@ -1,0 +1,99 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pglogrepl"
+)
+
+// Snapshot is what CreateSlot returns. Every transaction committed before
+// ConsistentPoint is visible in the snapshot named Name, and every one
+// committed after it comes through the slot: snapshot plus stream has no gap
+// and no overlap.
+//
+// The snapshot lives only until the Conn that created it runs its next
+// command (Start included) or closes. Import it first, on another connection,
+// with BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT 'Name';
+// once imported it lasts as long as that transaction, and the Conn is free to
+// Start. The walsender applies no wal_sender_timeout before Start, so the
+// backfill may take as long as it needs (the slot holds WAL meanwhile).
+type Snapshot struct {
+	Name            string
+	ConsistentPoint pglogrepl.LSN
+}
+
+// CreateSlot creates a logical slot using pgoutput with an exported snapshot.
+// On PostgreSQL 17 and later the slot is created with FAILOVER, so that a
+// standby configured with sync_replication_slots keeps it across a failover.
+// A slot that already exists fails with an error matching ErrSlotExists.
+func (c *Conn) CreateSlot(ctx context.Context, slot string) (Snapshot, error) {
+	const op = "create replication slot"
+	if err := ValidateSlotName(slot); err != nil {
+		return Snapshot{}, fmt.Errorf("%s: %w", op, err)
+	}
+	var sql string
+	switch {
+	case c.version >= 170000:
+		sql = fmt.Sprintf(`CREATE_REPLICATION_SLOT "%s" LOGICAL pgoutput (SNAPSHOT 'export', FAILOVER)`, slot)
+	case c.version >= 150000:
+		sql = fmt.Sprintf(`CREATE_REPLICATION_SLOT "%s" LOGICAL pgoutput (SNAPSHOT 'export')`, slot)
+	default:
+		sql = fmt.Sprintf(`CREATE_REPLICATION_SLOT "%s" LOGICAL pgoutput EXPORT_SNAPSHOT`, slot)
+	}
+	res, err := c.exec(ctx, op, sql)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	// slot_name, consistent_point, snapshot_name, output_plugin
+	if len(res.Rows) != 1 || len(res.Rows[0]) != 4 {
+		return Snapshot{}, fmt.Errorf("%s: unexpected result shape %d rows", op, len(res.Rows))
+	}
+	row := res.Rows[0]
+	lsn, err := pglogrepl.ParseLSN(string(row[1]))
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("%s: consistent point: %w", op, err)
+	}
+	if len(row[2]) == 0 {
+		return Snapshot{}, fmt.Errorf("%s: server exported no snapshot", op)
+	}
+	return Snapshot{Name: string(row[2]), ConsistentPoint: lsn}, nil
+}
+
+// DropSlot drops the slot. A missing slot is not an error. If the slot is
+// active (say our own previous walsender has not exited yet) the drop waits
+// for it to be released, for as long as ctx allows; when ctx ends first the
+// Conn is closed (the server only stops waiting when the connection goes), so
+// bound ctx and call TerminateActive first if a stale backend may hold it.
+func (c *Conn) DropSlot(ctx context.Context, slot string) error {
+	const op = "drop replication slot"
+	if err := ValidateSlotName(slot); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	_, err := c.exec(ctx, op, fmt.Sprintf(`DROP_REPLICATION_SLOT "%s" WAIT`, slot))
+	if errors.Is(err, ErrSlotMissing) {
+		return nil
+	}
+	return err
+}
+
+// ValidateSlotName applies the server's rule for slot names (lower-case
+// letters, digits and underscores, at most 63 bytes), so a bad --slot fails
+// with a clear message before any command is sent. Names that pass are safe to
+// quote into replication commands.
+func ValidateSlotName(name string) error {
+	if name == "" {
+		return errors.New("slot name is empty")
+	}
+	if len(name) > 63 {
+		return fmt.Errorf("slot name %q is longer than 63 bytes", name)
+	}
+	for i := 0; i < len(name); i++ {
+		b := name[i]
+		if (b < 'a' || b > 'z') && (b < '0' || b > '9') && b != '_' {
+			return fmt.Errorf("slot name %q may contain only lower-case letters, digits and underscores", name)
+		}
+	}
+	return nil
+}
