@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
@@ -201,5 +202,48 @@ func TestConsumerConfigMistakes(t *testing.T) {
 		if _, err := consume.New(ctx, js, tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want error containing %q", tc.cfg, err, tc.want)
 		}
+	}
+}
+
+// TestNextRidesOutNATSRestart: a consumer waiting in Next across a server
+// restart receives what is published afterwards.
+func TestNextRidesOutNATSRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ns := env.NATS(t)
+	_, admin := connect(t, ns.URL())
+	createStream(t, admin, "ORDERS", "orders.>")
+	_, js := connect(t, ns.URL())
+	c := newConsumer(t, js, consume.Config{Stream: "ORDERS", Durable: "billing"})
+
+	got := make(chan *consume.Delivery, 1)
+	errs := make(chan error, 1)
+	go func() {
+		d, err := c.Next(ctx)
+		if err != nil {
+			errs <- err
+			return
+		}
+		got <- d
+	}()
+	ns.Restart(t)
+	var id uuid.UUID
+	testenv.Eventually(t, 30*time.Second, func() error {
+		var err error
+		id, err = tryPublish(admin, "orders.created", "after restart")
+		return err
+	})
+	select {
+	case d := <-got:
+		if d.EventID != id {
+			t.Fatalf("got %+v, want event %s", d, id)
+		}
+		if err := d.Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+	case err := <-errs:
+		t.Fatalf("Next across a restart: %v", err)
+	case <-ctx.Done():
+		t.Fatal("nothing delivered after the restart")
 	}
 }

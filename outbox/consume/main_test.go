@@ -2,6 +2,7 @@ package consume_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -46,14 +47,22 @@ func createStream(tb testing.TB, js jetstream.JetStream, name string, subjects .
 // publish stores one message with an event id, as the relay does.
 func publish(tb testing.TB, js jetstream.JetStream, subject, data string) uuid.UUID {
 	tb.Helper()
+	id, err := tryPublish(js, subject, data)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return id
+}
+
+func tryPublish(js jetstream.JetStream, subject, data string) (uuid.UUID, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	id := uuid.Must(uuid.NewV7())
 	msg := &nats.Msg{Subject: subject, Data: []byte(data), Header: nats.Header{jetstream.MsgIDHeader: []string{id.String()}}}
 	if _, err := js.PublishMsg(ctx, msg); err != nil {
-		tb.Fatalf("publish: %v", err)
+		return uuid.Nil, fmt.Errorf("publish: %w", err)
 	}
-	return id
+	return id, nil
 }
 
 func newConsumer(tb testing.TB, js jetstream.JetStream, cfg consume.Config) *consume.Consumer {

@@ -53,6 +53,7 @@ type Emitter struct {
 	nc        *nats.Conn     // set once connected
 	retrying  bool
 	logged    bool          // the connection failure has been logged
+	draining  chan struct{} // closed when Close begins
 	abort     chan struct{} // closed when Close's context ends before the drain
 	abortOnce sync.Once
 }
@@ -84,6 +85,7 @@ func New(cfg Config) (*Emitter, error) {
 		queue:    make(chan event, cfg.QueueSize),
 		lifeCtx:  lifeCtx,
 		lifeStop: lifeStop,
+		draining: make(chan struct{}),
 		abort:    make(chan struct{}),
 	}, nil
 }
@@ -149,8 +151,10 @@ func (e *Emitter) Connected() bool {
 }
 
 // Close stops accepting events, publishes what is queued, waits for the
-// outstanding acks and closes the connection. If ctx ends first, what is
-// left is counted as dropped and ctx's error returned. Close is idempotent.
+// outstanding acks and closes the connection. Events still queued while NATS
+// is unreachable are dropped rather than buffered, so with NATS down Close
+// takes about AckTimeout. If ctx ends first, what is left is counted as
+// dropped and ctx's error returned. Close is idempotent.
 func (e *Emitter) Close(ctx context.Context) error {
 	if e == nil {
 		return nil
@@ -163,6 +167,7 @@ func (e *Emitter) Close(ctx context.Context) error {
 	already := e.closed
 	if !already {
 		e.closed = true
+		close(e.draining)
 		if e.running {
 			close(e.queue)
 		}
@@ -202,7 +207,7 @@ func (e *Emitter) startPipeline(nc *nats.Conn, js jetstream.JetStream) {
 	go func() {
 		defer e.wg.Done()
 		defer close(acks)
-		e.publishLoop(js, acks)
+		e.publishLoop(nc, js, acks)
 	}()
 	go func() {
 		defer e.wg.Done()

@@ -393,3 +393,28 @@ func dropped(tb testing.TB, reg *prometheus.Registry) map[string]float64 {
 	}
 	return got
 }
+
+// TestPublishesAgainAfterNATSRestart: once connected, the emitter rides out
+// a server restart on its own; events emitted afterwards are delivered.
+func TestPublishesAgainAfterNATSRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ns := env.NATS(t)
+	jetStream(t, ns.URL(), "EVENTS", "event.>")
+	e, err := emit.New(emit.Config{URL: ns.URL(), Stream: "EVENTS", SubjectPrefix: "event", AckTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeEmitter(t, e)
+	if err := e.Start(ctx); err != nil || !e.Connected() {
+		t.Fatalf("Start: %v, connected %v", err, e.Connected())
+	}
+	ns.Restart(t)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		e.Emit("after.restart", 1)
+		if s := e.Stats(); s.Delivered == 0 {
+			return fmt.Errorf("nothing delivered since the restart: %+v", s)
+		}
+		return nil
+	})
+}

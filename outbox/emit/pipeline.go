@@ -10,9 +10,11 @@ import (
 // to ackLoop. It returns when the queue is closed and empty. A full acks
 // channel is the back-pressure: it stops this loop, the queue fills and Emit
 // starts dropping, so memory stays bounded however long NATS is away.
-func (e *Emitter) publishLoop(js jetstream.JetStream, acks chan<- jetstream.PubAckFuture) {
+func (e *Emitter) publishLoop(nc *nats.Conn, js jetstream.JetStream, acks chan<- jetstream.PubAckFuture) {
 	for ev := range e.queue {
-		if e.aborted() {
+		// While NATS is away, buffering the rest of the queue on the way down
+		// would only make Close wait out their ack timeouts.
+		if e.aborted() || (isClosed(e.draining) && !nc.IsConnected()) {
 			e.count.drop(reasonPublish)
 			continue
 		}
@@ -65,9 +67,11 @@ func (e *Emitter) ackLoop(acks <-chan jetstream.PubAckFuture) {
 	}
 }
 
-func (e *Emitter) aborted() bool {
+func (e *Emitter) aborted() bool { return isClosed(e.abort) }
+
+func isClosed(ch <-chan struct{}) bool {
 	select {
-	case <-e.abort:
+	case <-ch:
 		return true
 	default:
 		return false
