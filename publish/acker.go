@@ -1,0 +1,215 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// acker consumes acks in window order. A transient failure of the oldest
+// unresolved publish (or of a send) starts a recovery; a permanent refusal
+// dead-letters the event and goes on.
+func (p *Pipeline) acker(ctx context.Context) {
+	backoff := time.Duration(0)
+	for {
+		p.mu.Lock()
+		if p.w.resolved == p.w.sent {
+			cause := p.sendErr
+			p.mu.Unlock()
+			if cause != nil {
+				backoff = p.nextBackoff(backoff)
+				if !p.recover(ctx, cause, false, backoff) {
+					return
+				}
+				continue
+			}
+			if !wait(ctx, p.ackCh) {
+				return
+			}
+			continue
+		}
+		i := p.w.slot(p.w.resolved)
+		fut := p.w.futs[i]
+		p.mu.Unlock()
+
+		var (
+			err error
+			dup bool
+		)
+		if fut != nil {
+			select {
+			case ack := <-fut.Ok():
+				dup = ack.Duplicate
+			case err = <-fut.Err():
+			case <-ctx.Done():
+				return
+			}
+		}
+		if err != nil && !permanentAckErr(err) {
+			backoff = p.nextBackoff(backoff)
+			if !p.recover(ctx, err, true, backoff) {
+				return
+			}
+			continue
+		}
+		backoff = 0
+
+		p.mu.Lock()
+		if err != nil {
+			p.w.items[i].DeadLetter = err
+		}
+		switch {
+		case p.w.items[i].DeadLetter != nil:
+			p.stats.DeadLetters++
+		case fut != nil && dup:
+			p.stats.Duplicates++
+		case fut != nil:
+			p.stats.Published++
+		}
+		p.w.resolved++
+		p.mu.Unlock()
+		signal(p.resolvedCh)
+	}
+}
+
+// nextBackoff doubles the wait between recoveries that make no progress,
+// from MinBackoff to MaxBackoff.
+func (p *Pipeline) nextBackoff(prev time.Duration) time.Duration {
+	if prev == 0 {
+		return p.cfg.MinBackoff
+	}
+	return min(2*prev, p.cfg.MaxBackoff)
+}
+
+// recover makes the window consistent with the stream after a failure: it
+// stops the sender, lets every outstanding publish resolve (so nothing sent
+// earlier can land after the resend), reads the stream's last message id
+// (retrying with back-off while NATS or the stream is unavailable), and
+// resumes sending from the first unresolved item. headFailed says the
+// oldest unresolved publish is the one that failed: its future is spent. It
+// returns false when ctx ended.
+func (p *Pipeline) recover(ctx context.Context, cause error, headFailed bool, backoff time.Duration) bool {
+	p.report(cause)
+	p.mu.Lock()
+	p.paused = true
+	p.parked = false
+	p.stats.Recoveries++
+	p.mu.Unlock()
+	signal(p.sendCh)
+	for {
+		p.mu.Lock()
+		parked := p.parked
+		p.mu.Unlock()
+		if parked {
+			break
+		}
+		if !wait(ctx, p.parkedCh) {
+			return false
+		}
+	}
+
+	p.mu.Lock()
+	var outstanding []jetstream.PubAckFuture
+	from := p.w.resolved
+	if headFailed {
+		from++
+	}
+	for pos := from; pos < p.w.sent; pos++ {
+		if f := p.w.futs[p.w.slot(pos)]; f != nil {
+			outstanding = append(outstanding, f)
+		}
+	}
+	p.mu.Unlock()
+	for _, f := range outstanding {
+		select {
+		case <-f.Ok():
+		case <-f.Err():
+		case <-ctx.Done():
+			return false
+		}
+	}
+
+	for {
+		if !sleep(ctx, jitter(backoff)) {
+			return false
+		}
+		filter, last, err := p.streamState(ctx)
+		if err == nil {
+			p.mu.Lock()
+			for pos := p.w.resolved; pos < p.w.sent; pos++ {
+				p.w.futs[p.w.slot(pos)] = nil
+			}
+			p.w.sent = p.w.resolved
+			p.filter, p.lastID = filter, last
+			p.sendErr = nil
+			p.paused, p.parked = false, false
+			p.mu.Unlock()
+			signal(p.sendCh)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		p.report(err)
+		backoff = p.nextBackoff(backoff)
+	}
+}
+
+func (p *Pipeline) report(err error) {
+	if p.cfg.OnRetry != nil {
+		p.cfg.OnRetry(err)
+	}
+}
+
+// jitter spreads d by ±20% so that relays recovering together do not retry in step.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d - d/5 + time.Duration(rand.Int64N(int64(d)*2/5+1))
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// streamState reads what the pipeline needs of the stream: the subjects it
+// captures and the Nats-Msg-Id of its last message (empty when the stream is
+// empty or the last message has none).
+func (p *Pipeline) streamState(ctx context.Context) (subjectFilter, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
+	defer cancel()
+	s, err := p.js.Stream(ctx, p.cfg.Stream)
+	if err != nil {
+		return nil, "", streamErr(p.cfg.Stream, err)
+	}
+	info := s.CachedInfo()
+	filter := subjectFilter(info.Config.Subjects)
+	if len(filter) == 0 {
+		filter = subjectFilter{info.Config.Name}
+	}
+	last := ""
+	if info.State.LastSeq > 0 {
+		m, err := s.GetMsg(ctx, info.State.LastSeq)
+		switch {
+		case err == nil:
+			last = m.Header.Get(jetstream.MsgIDHeader)
+		case !errors.Is(err, jetstream.ErrMsgNotFound):
+			return nil, "", streamErr(p.cfg.Stream, err)
+		}
+	}
+	return filter, last, nil
+}

@@ -1,0 +1,74 @@
+package publish
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Defaults for Config fields left zero.
+const (
+	// DefaultMaxInFlight bounds the events (and marks) between the slot and
+	// the flip. Async publish throughput flattens out above ~2000 in flight.
+	DefaultMaxInFlight = 4096
+	// DefaultMaxInFlightBytes bounds their payload and header bytes.
+	DefaultMaxInFlightBytes = 64 << 20
+	// DefaultAckTimeout is how long one publish may wait for its ack before
+	// the pipeline treats NATS as unavailable and recovers.
+	DefaultAckTimeout = 5 * time.Second
+	// DefaultMinBackoff and DefaultMaxBackoff bound the waits between
+	// recovery attempts while NATS or the stream is unavailable.
+	DefaultMinBackoff = 100 * time.Millisecond
+	DefaultMaxBackoff = 5 * time.Second
+)
+
+// Config configures a Pipeline.
+type Config struct {
+	// Stream is the JetStream stream the relay owns. Events whose subject the
+	// stream does not capture are dead-lettered without being sent.
+	Stream string
+	// MaxInFlight bounds the items in the window (default DefaultMaxInFlight).
+	MaxInFlight int
+	// MaxInFlightBytes bounds their bytes (default DefaultMaxInFlightBytes).
+	MaxInFlightBytes int64
+	// AckTimeout (default DefaultAckTimeout).
+	AckTimeout time.Duration
+	// MinBackoff and MaxBackoff bound recovery retries.
+	MinBackoff, MaxBackoff time.Duration
+	// OnRetry, when set, is called from the pipeline's goroutine with the
+	// cause of each recovery and each failed attempt to resume; the relay
+	// logs and counts them.
+	OnRetry func(err error)
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.MaxInFlightBytes == 0 {
+		c.MaxInFlightBytes = DefaultMaxInFlightBytes
+	}
+	if c.AckTimeout == 0 {
+		c.AckTimeout = DefaultAckTimeout
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = DefaultMinBackoff
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = DefaultMaxBackoff
+	}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Stream == "":
+		return errors.New("stream name is empty")
+	case c.MaxInFlight < 1:
+		return fmt.Errorf("max in flight %d: must be at least 1", c.MaxInFlight)
+	case c.MaxInFlightBytes < 1:
+		return fmt.Errorf("max in flight bytes %d: must be at least 1", c.MaxInFlightBytes)
+	case c.AckTimeout < 0, c.MinBackoff < 0, c.MaxBackoff < c.MinBackoff:
+		return errors.New("ack timeout and back-off must be positive, max back-off ≥ min back-off")
+	}
+	return nil
+}

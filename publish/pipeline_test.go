@@ -1,0 +1,297 @@
+package publish_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cdcrelay/cdcrelay/decode"
+	"github.com/cdcrelay/cdcrelay/internal/testenv"
+	"github.com/cdcrelay/cdcrelay/publish"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Run(m, &env) }
+
+// fixture is a pipeline on an embedded server with a stream "bus" on
+// subjects a.> and b.>, and a stand-in for the checkpoint that takes
+// resolved items in order and releases them.
+type fixture struct {
+	t    *testing.T
+	ns   *testenv.NATS
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	pipe *publish.Pipeline
+
+	mu       sync.Mutex
+	resolved []publish.Item
+	hold     chan struct{} // while non-nil and open, the stand-in does not release
+	wg       sync.WaitGroup
+	cancel   context.CancelFunc
+}
+
+func newFixture(t *testing.T, cfg publish.Config, stream jetstream.StreamConfig) *fixture {
+	t.Helper()
+	f := &fixture{t: t, ns: env.NATS(t)}
+	var err error
+	f.nc, err = nats.Connect(f.ns.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.nc.Close)
+	f.js, err = jetstream.New(f.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stream.Name == "" {
+		stream = jetstream.StreamConfig{Name: "bus", Subjects: []string{"a.>", "b.>"}, Storage: jetstream.FileStorage}
+	}
+	ctx := context.Background()
+	if _, err := f.js.CreateStream(ctx, stream); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Stream == "" {
+		cfg.Stream = stream.Name
+	}
+	f.pipe, err = publish.New(f.nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.start()
+	return f
+}
+
+func (f *fixture) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	if err := f.pipe.Start(ctx); err != nil {
+		f.t.Fatal(err)
+	}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		buf := make([]publish.Item, 0, 512)
+		for {
+			items, err := f.pipe.Resolved(ctx, buf[:0])
+			if err != nil {
+				return
+			}
+			f.mu.Lock()
+			f.resolved = append(f.resolved, items...)
+			f.mu.Unlock()
+			f.pipe.Release(len(items))
+		}
+	}()
+	f.t.Cleanup(f.stop)
+}
+
+func (f *fixture) stop() {
+	f.cancel()
+	f.wg.Wait()
+	f.pipe.Close()
+}
+
+func (f *fixture) resolvedItems() []publish.Item {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]publish.Item(nil), f.resolved...)
+}
+
+func event(t testing.TB, id int64, subject string) *decode.Event {
+	u, err := uuid.NewV7()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &decode.Event{ID: id, EventID: u, Subject: subject, Payload: []byte(fmt.Sprintf("payload-%d", id)),
+		Headers: map[string][]string{"Trace": {fmt.Sprint(id)}}}
+}
+
+func submitAll(t testing.TB, p *publish.Pipeline, evs []*decode.Event) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, ev := range evs {
+		if err := p.Submit(ctx, publish.Item{Event: ev}, time.Time{}); err != nil {
+			t.Fatalf("submit %d: %v", ev.ID, err)
+		}
+	}
+}
+
+func waitResolved(t *testing.T, f *fixture, n int) {
+	t.Helper()
+	testenv.Eventually(t, 2*time.Minute, func() error {
+		if got := len(f.resolvedItems()); got < n {
+			return fmt.Errorf("%d of %d resolved", got, n)
+		}
+		return nil
+	})
+}
+
+// checkStream asserts the stream holds exactly want, in order, once each.
+func checkStream(t *testing.T, url string, want []*decode.Event) {
+	t.Helper()
+	msgs := testenv.StreamMessages(t, url, "bus")
+	if len(msgs) != len(want) {
+		t.Fatalf("stream has %d messages, want %d", len(msgs), len(want))
+	}
+	for i, m := range msgs {
+		ev := want[i]
+		if m.ID != ev.EventIDString() {
+			t.Fatalf("message %d: id %s, want %s (event %d): order or duplicate broken", i, m.ID, ev.EventIDString(), ev.ID)
+		}
+		if m.Subject != ev.Subject || string(m.Data) != string(ev.Payload) {
+			t.Fatalf("message %d: %s %q, want %s %q", i, m.Subject, m.Data, ev.Subject, ev.Payload)
+		}
+		if got := m.Header.Get(publish.HeaderOutboxID); got != fmt.Sprint(ev.ID) {
+			t.Fatalf("message %d: outbox id header %q, want %d", i, got, ev.ID)
+		}
+		if got := m.Header.Get("Trace"); got != fmt.Sprint(ev.ID) {
+			t.Fatalf("message %d: row header Trace=%q, want %d", i, got, ev.ID)
+		}
+	}
+}
+
+func TestPublishesInOrderWithHeaders(t *testing.T) {
+	f := newFixture(t, publish.Config{MaxInFlight: 256}, jetstream.StreamConfig{})
+	var evs []*decode.Event
+	for i := 1; i <= 5000; i++ {
+		subj := "a.x"
+		if i%3 == 0 {
+			subj = "b.y.z"
+		}
+		evs = append(evs, event(t, int64(i), subj))
+	}
+	submitAll(t, f.pipe, evs)
+	waitResolved(t, f, len(evs))
+	for i, it := range f.resolvedItems() {
+		if it.Event != evs[i] || it.DeadLetter != nil {
+			t.Fatalf("resolved %d: event %v dead %v, want event %d", i, it.Event.ID, it.DeadLetter, evs[i].ID)
+		}
+	}
+	checkStream(t, f.ns.URL(), evs)
+	if s := f.pipe.Stats(); s.Published != uint64(len(evs)) || s.InFlight != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// A NATS restart in the middle of a run loses acks and messages in flight;
+// the resend from the first unacked event must neither duplicate nor reorder.
+func TestOrderAndNoDuplicatesAcrossNATSRestart(t *testing.T) {
+	f := newFixture(t, publish.Config{MaxInFlight: 1024, AckTimeout: 2 * time.Second, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}, jetstream.StreamConfig{})
+	const n = 30000
+	evs := make([]*decode.Event, n)
+	for i := range evs {
+		evs[i] = event(t, int64(i+1), fmt.Sprintf("a.s%d", i%7))
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		submitAll(t, f.pipe, evs)
+	}()
+	testenv.Eventually(t, time.Minute, func() error {
+		if len(f.resolvedItems()) < n/5 {
+			return errors.New("waiting for progress before the restart")
+		}
+		return nil
+	})
+	f.ns.Restart(t)
+	<-done
+	waitResolved(t, f, n)
+	checkStream(t, f.ns.URL(), evs)
+	if s := f.pipe.Stats(); s.Recoveries == 0 {
+		t.Logf("no recovery was needed (restart fell between publishes): %+v", s)
+	}
+}
+
+// A new pipeline resending events a previous one already stored (a relay
+// restart before the confirm) stores each once and keeps the order.
+func TestResendAfterRestartIsDeduplicated(t *testing.T) {
+	f := newFixture(t, publish.Config{}, jetstream.StreamConfig{})
+	evs := make([]*decode.Event, 3000)
+	for i := range evs {
+		evs[i] = event(t, int64(i+1), "a.x")
+	}
+	submitAll(t, f.pipe, evs[:2000])
+	waitResolved(t, f, 2000)
+	f.stop()
+
+	p2, err := publish.New(f.nc, publish.Config{Stream: "bus"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.pipe, f.resolved = p2, nil
+	f.start()
+	submitAll(t, f.pipe, evs[1500:])
+	waitResolved(t, f, 1500)
+	checkStream(t, f.ns.URL(), evs)
+	if s := f.pipe.Stats(); s.Duplicates != 500 || s.Published != 1000 {
+		t.Fatalf("stats %+v: want 500 duplicates, 1000 published", s)
+	}
+}
+
+func TestDeadLettersAndGoesOn(t *testing.T) {
+	f := newFixture(t, publish.Config{MinBackoff: 10 * time.Millisecond}, jetstream.StreamConfig{
+		Name: "bus", Subjects: []string{"a.>"}, Storage: jetstream.FileStorage, MaxMsgSize: 1024,
+	})
+	good1, unbound, tooBig, good2 := event(t, 1, "a.x"), event(t, 2, "zzz.nostream"), event(t, 3, "a.big"), event(t, 4, "a.y")
+	tooBig.Payload = make([]byte, 4096)
+	bad := event(t, 5, "a.bad")
+	bad.Problem = errors.New("headers: not an object")
+	good3 := event(t, 6, "a.z")
+	all := []*decode.Event{good1, unbound, tooBig, good2, bad, good3}
+	submitAll(t, f.pipe, all)
+	waitResolved(t, f, len(all))
+	items := f.resolvedItems()
+	for i, it := range items {
+		if it.Event != all[i] {
+			t.Fatalf("resolved out of order at %d", i)
+		}
+	}
+	for i, wantDead := range []string{"", "no stream captures subject", "exceeds maximum", "", "not an object", ""} {
+		got := items[i].DeadLetter
+		if (wantDead == "") != (got == nil) || (got != nil && !strings.Contains(got.Error(), wantDead)) {
+			t.Fatalf("item %d (%s): dead letter %v, want %q", i, all[i].Subject, got, wantDead)
+		}
+	}
+	checkStream(t, f.ns.URL(), []*decode.Event{good1, good2, good3})
+}
+
+func TestWindowBoundsCountAndBytes(t *testing.T) {
+	f := newFixture(t, publish.Config{MaxInFlight: 10, MaxInFlightBytes: 1 << 20}, jetstream.StreamConfig{})
+	// The stand-in checkpoint takes items but, stopped, cannot release them.
+	f.stop()
+	p, err := publish.New(f.nc, publish.Config{Stream: "bus", MaxInFlight: 10, MaxInFlightBytes: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	submitted := 0
+	for i := 0; i < 20; i++ {
+		ev := event(t, int64(i+1), "a.x")
+		ev.Payload = make([]byte, 30)
+		err := p.Submit(ctx, publish.Item{Event: ev}, time.Now().Add(50*time.Millisecond))
+		if errors.Is(err, publish.ErrFull) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		submitted++
+	}
+	if s := p.Stats(); submitted == 0 || s.InFlightB > 100+int64(event(t, 0, "a.x").Size()) || submitted >= 10 {
+		t.Fatalf("submitted %d with %d bytes in flight: window not bounded by bytes", submitted, s.InFlightB)
+	}
+}

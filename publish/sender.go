@@ -1,0 +1,103 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// sender publishes submitted items in window order. It is the only
+// goroutine that publishes, so the chain of expected ids follows the order of
+// the window. Before each publish it checks for a pause and parks, so a
+// recovery knows nothing more will be sent until it resumes.
+func (p *Pipeline) sender(ctx context.Context) {
+	for {
+		p.mu.Lock()
+		if p.paused || p.sendErr != nil {
+			p.parked = true
+			p.mu.Unlock()
+			signal(p.parkedCh)
+			if !wait(ctx, p.sendCh) {
+				return
+			}
+			continue
+		}
+		if p.w.sent == p.w.added {
+			p.mu.Unlock()
+			if !wait(ctx, p.sendCh) {
+				return
+			}
+			continue
+		}
+		pos := p.w.sent
+		it := p.w.items[p.w.slot(pos)]
+		last, filter := p.lastID, p.filter
+		p.mu.Unlock()
+
+		var (
+			fut  jetstream.PubAckFuture
+			dead error
+			id   string
+		)
+		if ev := it.Event; ev != nil {
+			switch {
+			case ev.Problem != nil:
+				dead = ev.Problem
+			case !filter.matches(ev.Subject):
+				dead = fmt.Errorf("no stream captures subject %q: stream %s takes %v (add the subject to the stream, then replay the dead letter)", ev.Subject, p.cfg.Stream, []string(filter))
+			default:
+				id = ev.EventIDString()
+				var err error
+				fut, err = p.js.PublishMsgAsync(message(ev, id, last), p.opts...)
+				if err != nil && permanentSendErr(err) {
+					dead = fmt.Errorf("publish refused: %w", err)
+				} else if err != nil {
+					p.mu.Lock()
+					p.sendErr = err
+					p.mu.Unlock()
+					signal(p.ackCh)
+					continue
+				}
+			}
+		}
+
+		p.mu.Lock()
+		i := p.w.slot(pos)
+		p.w.futs[i] = fut
+		p.w.items[i].DeadLetter = dead
+		if fut != nil {
+			p.lastID = id
+		}
+		p.w.sent++
+		p.mu.Unlock()
+		signal(p.ackCh)
+	}
+}
+
+// wait blocks until ch is signalled (true) or ctx ends (false).
+func wait(ctx context.Context, ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// permanentSendErr reports whether a publish that failed before reaching the
+// server would fail again however often it is retried.
+func permanentSendErr(err error) bool {
+	return errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject)
+}
+
+// permanentAckErr reports whether JetStream refused a message for good.
+func permanentAckErr(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum
+}

@@ -1,0 +1,99 @@
+package publish
+
+import (
+	"github.com/jackc/pglogrepl"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cdcrelay/cdcrelay/decode"
+)
+
+// Item is one entry of the in-flight window: an event to publish, or a
+// position mark (a transaction's end, a heartbeat) that becomes confirmable
+// once every item before it is done.
+type Item struct {
+	// Event is nil for a mark.
+	Event *decode.Event
+	// Mark is the LSN a mark stands for; zero for events.
+	Mark pglogrepl.LSN
+	// DeadLetter is set on an event JetStream (or the relay's pre-checks)
+	// refused for good: it is recorded, not retried.
+	DeadLetter error
+}
+
+func (it Item) size() int64 {
+	if it.Event == nil {
+		return 0
+	}
+	return int64(it.Event.Size())
+}
+
+// window is the bounded ring of items the pipeline holds, from Submit until
+// the checkpoint releases them after the flip. Positions are absolute
+// counters; each item passes through them in order:
+//
+//	released ≤ taken ≤ resolved ≤ sent ≤ added,  added − released ≤ len(items)
+//
+// sent: handed to NATS (or skipped: marks, local dead letters);
+// resolved: acked or dead-lettered; taken: handed to the checkpoint;
+// released: flipped and forgotten. A recovery moves sent back to resolved.
+// window does no locking: Pipeline guards it with its mutex.
+type window struct {
+	items    []Item
+	futs     []jetstream.PubAckFuture
+	maxBytes int64
+
+	added, sent, resolved, taken, released uint64
+	bytes                                  int64
+}
+
+func newWindow(maxCount int, maxBytes int64) *window {
+	return &window{
+		items:    make([]Item, maxCount),
+		futs:     make([]jetstream.PubAckFuture, maxCount),
+		maxBytes: maxBytes,
+	}
+}
+
+func (w *window) slot(pos uint64) int { return int(pos % uint64(len(w.items))) }
+
+// fits reports whether an item of the given size can be added now. One item
+// always fits into an empty window, however large, so that a single event
+// bigger than the byte budget cannot wedge the relay.
+func (w *window) fits(size int64) bool {
+	n := w.added - w.released
+	if n == 0 {
+		return true
+	}
+	return n < uint64(len(w.items)) && w.bytes+size <= w.maxBytes
+}
+
+func (w *window) add(it Item) {
+	i := w.slot(w.added)
+	w.items[i] = it
+	w.futs[i] = nil
+	w.added++
+	w.bytes += it.size()
+}
+
+// release forgets the n oldest taken items.
+func (w *window) release(n int) {
+	for k := 0; k < n && w.released < w.taken; k++ {
+		i := w.slot(w.released)
+		w.bytes -= w.items[i].size()
+		w.items[i] = Item{}
+		w.futs[i] = nil
+		w.released++
+	}
+}
+
+// take copies up to cap(buf)-len(buf) resolved items into buf for the checkpoint.
+func (w *window) take(buf []Item) []Item {
+	for w.taken < w.resolved && len(buf) < cap(buf) {
+		buf = append(buf, w.items[w.slot(w.taken)])
+		w.taken++
+	}
+	return buf
+}
+
+// inFlight is the number of items not yet released, and their bytes.
+func (w *window) inFlight() (int, int64) { return int(w.added - w.released), w.bytes }
