@@ -68,15 +68,20 @@ type Stats struct {
 // Loop drains the pipeline's resolved items in order, flips them in batches
 // through run and advances pos. It returns when ctx ends or a flip fails; a
 // failed flip leaves the position where it was, so nothing is lost.
-func Loop(ctx context.Context, p *publish.Pipeline, run Runner, pos *Position, stats *Stats) error {
+// onMissing, if set, hears of rows Flip gave up on.
+func Loop(ctx context.Context, p *publish.Pipeline, run Runner, pos *Position, stats *Stats, onMissing func(ids []int64)) error {
 	buf := make([]publish.Item, 0, DefaultBatch)
 	for {
 		items, err := p.Resolved(ctx, buf[:0])
 		if err != nil {
 			return err
 		}
-		if err := Flip(ctx, run, items); err != nil {
+		missing, err := Flip(ctx, run, items)
+		if err != nil {
 			return err
+		}
+		if len(missing) > 0 && onMissing != nil {
+			onMissing(missing)
 		}
 		if lsn, ok := Watermark(items); ok {
 			pos.Advance(lsn)
@@ -105,9 +110,22 @@ const deadLetterSQL = `INSERT INTO bus.dead_letter (event_id, outbox_id, subject
 VALUES ($1, $2, $3, $4, $5, COALESCE($6, now()), $7)
 ON CONFLICT (event_id) DO NOTHING`
 
-// Flip marks the events among items published and records the dead letters,
-// in one transaction when there are dead letters, else in one statement.
-func Flip(ctx context.Context, run Runner, items []publish.Item) error {
+// notFlippedSQL returns which of the ids are not (visibly) flipped yet.
+const notFlippedSQL = `SELECT coalesce(array_agg(i.id), '{}') FROM unnest($1::bigint[]) AS i(id)
+WHERE NOT EXISTS (SELECT FROM bus.outbox o WHERE o.id = i.id AND o.published_to_nats)`
+
+// MaxVisibilityWait bounds how long Flip waits for rows to become visible.
+// The walsender may send a transaction as soon as its commit record is
+// flushed, a moment before the commit is visible to other snapshots; a flip
+// in that moment matches nothing, so Flip checks and retries. A row that
+// never shows up (deleted by hand) is given up on after this long: its event
+// is in the stream, only the flag is missing.
+const MaxVisibilityWait = 10 * time.Second
+
+// Flip marks the events among items published and records the dead letters
+// (in one transaction when there are any), and makes sure every row was
+// flipped, retrying those not yet visible. It returns the ids it gave up on.
+func Flip(ctx context.Context, run Runner, items []publish.Item) (missing []int64, err error) {
 	ids := make([]int64, 0, len(items))
 	var dead []publish.Item
 	for _, it := range items {
@@ -120,14 +138,14 @@ func Flip(ctx context.Context, run Runner, items []publish.Item) error {
 		}
 	}
 	if len(ids) == 0 {
-		return nil
+		return nil, nil
 	}
-	return run(ctx, func(ctx context.Context, conn *pgx.Conn) error {
+	flipped := int64(0)
+	err = run(ctx, func(ctx context.Context, conn *pgx.Conn) error {
 		if len(dead) == 0 {
-			if _, err := conn.Exec(ctx, flipSQL, ids); err != nil {
-				return fmt.Errorf("flip %d events: %w", len(ids), err)
-			}
-			return nil
+			tag, err := conn.Exec(ctx, flipSQL, ids)
+			flipped = tag.RowsAffected()
+			return err
 		}
 		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			for _, it := range dead {
@@ -135,12 +153,50 @@ func Flip(ctx context.Context, run Runner, items []publish.Item) error {
 					return err
 				}
 			}
-			if _, err := tx.Exec(ctx, flipSQL, ids); err != nil {
-				return fmt.Errorf("flip %d events: %w", len(ids), err)
-			}
-			return nil
+			tag, err := tx.Exec(ctx, flipSQL, ids)
+			flipped = tag.RowsAffected()
+			return err
 		})
 	})
+	if err != nil {
+		return nil, fmt.Errorf("flip %d events: %w", len(ids), err)
+	}
+	if flipped == int64(len(ids)) {
+		return nil, nil
+	}
+	// Fewer rows than events: re-sent events already flipped (after a
+	// restart), or rows not visible yet. Only the latter need another try.
+	deadline := time.Now().Add(MaxVisibilityWait)
+	wait := time.Millisecond
+	for {
+		err := run(ctx, func(ctx context.Context, conn *pgx.Conn) error {
+			if err := conn.QueryRow(ctx, notFlippedSQL, ids).Scan(&ids); err != nil {
+				return err
+			}
+			if len(ids) == 0 {
+				return nil
+			}
+			_, err := conn.Exec(ctx, flipSQL, ids)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("flip %d late events: %w", len(ids), err)
+		}
+		if len(ids) == 0 {
+			return nil, nil
+		}
+		if time.Now().After(deadline) {
+			return ids, nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
 }
 
 func insertDeadLetter(ctx context.Context, tx pgx.Tx, it publish.Item) error {

@@ -1,0 +1,122 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cdcrelay/cdcrelay/decode"
+	"github.com/cdcrelay/cdcrelay/publish"
+	"github.com/cdcrelay/cdcrelay/replication"
+)
+
+const backfillSQL = `SELECT id, event_id, subject, payload, headers::text, created_at
+FROM bus.outbox WHERE NOT published_to_nats ORDER BY id`
+
+// backfill publishes every unpublished row visible in the slot's exported
+// snapshot. Rows are read in id order: their commit order is not known, and
+// id order is the order their writers inserted them.
+func (r *Relay) backfill(ctx context.Context, snap replication.Snapshot, pipe *publish.Pipeline) (int, error) {
+	conn, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("backfill: %w", err)
+	}
+	defer conn.Release()
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return 0, fmt.Errorf("backfill: begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(snap.Name)); err != nil {
+		return 0, fmt.Errorf("backfill: import snapshot %s: %w", snap.Name, err)
+	}
+	rows, err := tx.Query(ctx, backfillSQL)
+	if err != nil {
+		return 0, fmt.Errorf("backfill: query: %w", err)
+	}
+	defer rows.Close()
+	n := 0
+	progress := time.Now()
+	for rows.Next() {
+		ev := &decode.Event{}
+		var headers *string
+		var created *time.Time
+		if err := rows.Scan(&ev.ID, &ev.EventID, &ev.Subject, &ev.Payload, &headers, &created); err != nil {
+			return n, fmt.Errorf("backfill: scan: %w", err)
+		}
+		if headers != nil {
+			ev.Headers, ev.Problem = decode.ParseHeaders([]byte(*headers))
+		}
+		if created != nil {
+			ev.CreatedAt = *created
+		}
+		if err := pipe.Submit(ctx, publish.Item{Event: ev}, time.Time{}); err != nil {
+			return n, fmt.Errorf("backfill: %w", err)
+		}
+		n++
+		if time.Since(progress) >= 5*time.Second {
+			r.log.Info().Int("events", n).Msg("backfill progress")
+			progress = time.Now()
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return n, fmt.Errorf("backfill: read: %w", err)
+	}
+	return n, nil
+}
+
+// waitIdle waits until everything submitted is acked, flipped and released.
+func waitIdle(ctx context.Context, pipe *publish.Pipeline) error {
+	for !pipe.Idle() {
+		if !sleep(ctx, 10*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func quoteLiteral(s string) string {
+	out := []byte{'\''}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' {
+			out = append(out, '\'')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '\''))
+}
+
+// A slot is trusted only once its initial backfill completed: a crash during
+// the backfill leaves the slot behind, and streaming from it would skip the
+// rows the backfill had not published. bus.relay_slot records completion.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func backfillDone(ctx context.Context, q querier, slot string) (bool, error) {
+	var done bool
+	err := q.QueryRow(ctx, `SELECT backfilled_at IS NOT NULL FROM bus.relay_slot WHERE slot_name = $1`, slot).Scan(&done)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read bus.relay_slot: %w", err)
+	}
+	return done, nil
+}
+
+func markBackfillDone(ctx context.Context, q querier, slot string, at pglogrepl.LSN) error {
+	var ok bool
+	err := q.QueryRow(ctx, `INSERT INTO bus.relay_slot (slot_name, consistent_point, backfilled_at)
+VALUES ($1, $2::pg_lsn, now())
+ON CONFLICT (slot_name) DO UPDATE SET consistent_point = EXCLUDED.consistent_point, backfilled_at = EXCLUDED.backfilled_at
+RETURNING true`, slot, at.String()).Scan(&ok)
+	if err != nil {
+		return fmt.Errorf("record backfill in bus.relay_slot: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,89 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/cdcrelay/cdcrelay/election"
+	"github.com/cdcrelay/cdcrelay/publish"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultStream      = "bus"
+	DefaultSlot        = "cdcrelay"
+	DefaultPublication = "cdcrelay_outbox"
+	// DefaultStatusInterval is the longest the relay stays silent towards the
+	// walsender, also while back-pressured: well inside wal_sender_timeout
+	// (60 s by default).
+	DefaultStatusInterval = 5 * time.Second
+	// DefaultHeartbeatInterval is how often a heartbeat goes through the slot.
+	DefaultHeartbeatInterval = 10 * time.Second
+	// DefaultShutdownTimeout bounds the drain on SIGTERM.
+	DefaultShutdownTimeout = 20 * time.Second
+)
+
+// Config is everything `cdcrelay run` needs.
+type Config struct {
+	// DatabaseURL is the PostgreSQL URL; replication=database is added for
+	// the replication connection.
+	DatabaseURL string
+	// NATSURL is one or more comma-separated NATS URLs.
+	NATSURL string
+	// NATSOptions are added to the relay's own (credentials, TLS, ...).
+	NATSOptions []nats.Option
+
+	Slot        string // default DefaultSlot
+	Publication string // default DefaultPublication
+
+	// Publish configures the in-flight window; Publish.Stream defaults to DefaultStream.
+	Publish publish.Config
+	// EnsureStream, when it has subjects, creates or updates the stream at start-up.
+	EnsureStream *publish.StreamConfig
+
+	// Election configures leadership; its URL defaults to DatabaseURL.
+	Election election.Config
+
+	StatusInterval    time.Duration // default DefaultStatusInterval
+	HeartbeatInterval time.Duration // default DefaultHeartbeatInterval; negative disables
+	ShutdownTimeout   time.Duration // default DefaultShutdownTimeout
+}
+
+func (c *Config) setDefaults() {
+	if c.Slot == "" {
+		c.Slot = DefaultSlot
+	}
+	if c.Publication == "" {
+		c.Publication = DefaultPublication
+	}
+	if c.Publish.Stream == "" {
+		c.Publish.Stream = DefaultStream
+	}
+	if c.Election.URL == "" {
+		c.Election.URL = c.DatabaseURL
+	}
+	if c.StatusInterval == 0 {
+		c.StatusInterval = DefaultStatusInterval
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.DatabaseURL == "":
+		return errors.New("no database URL: set --database-url or CDCRELAY_DATABASE_URL")
+	case c.NATSURL == "":
+		return errors.New("no NATS URL: set --nats-url or CDCRELAY_NATS_URL (or --embedded-nats)")
+	case c.StatusInterval < 0:
+		return fmt.Errorf("status interval %v must be positive", c.StatusInterval)
+	}
+	return nil
+}

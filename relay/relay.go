@@ -1,0 +1,173 @@
+// Package relay wires the pipeline of `cdcrelay run`: it checks the server,
+// takes leadership, and while leader streams the outbox from the logical slot
+// through the publish window into JetStream, flipping and confirming behind
+// the acks. It loses leadership, reconnects and leads again as often as it
+// must; only a cancelled context ends Run.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/cdcrelay/cdcrelay/checkpoint"
+	"github.com/cdcrelay/cdcrelay/election"
+	"github.com/cdcrelay/cdcrelay/publish"
+	"github.com/cdcrelay/cdcrelay/replication"
+)
+
+// Relay is one cdcrelay process: a leader or a standby.
+type Relay struct {
+	cfg Config
+	log zerolog.Logger
+
+	pool    *pgxpool.Pool
+	nc      *nats.Conn
+	elector *election.Elector
+
+	// Observable state, for readiness, metrics and tests.
+	streaming   atomic.Bool
+	position    checkpoint.Position
+	flips       checkpoint.Stats
+	heartbeat   heartbeatState
+	pipeline    atomic.Pointer[publish.Pipeline]
+	termCounter atomic.Uint64
+}
+
+// New validates cfg and prepares a relay; Run connects.
+func New(cfg Config, log zerolog.Logger) (*Relay, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	el, err := election.New(cfg.Election, log)
+	if err != nil {
+		return nil, fmt.Errorf("election: %w", err)
+	}
+	return &Relay{cfg: cfg, log: log, elector: el}, nil
+}
+
+// Run checks the server, then leads whenever it holds the lock, until ctx
+// ends (a clean shutdown returns nil). Start-up problems a person must fix
+// (configuration, privileges, wal_level, unreachable NATS) return at once.
+func (r *Relay) Run(ctx context.Context) error {
+	if err := r.open(ctx); err != nil {
+		return err
+	}
+	defer r.close()
+
+	backoff := time.Duration(0)
+	for {
+		lease, err := r.elector.Acquire(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("acquire leadership: %w", err)
+		}
+		r.log.Info().Uint64("term", r.termCounter.Add(1)).Msg("leading")
+		began := time.Now()
+		err = r.lead(ctx, lease)
+		if time.Since(began) > time.Minute {
+			backoff = 0 // a term that ran a while was healthy: retry promptly
+		}
+		relCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if relErr := lease.Release(relCtx); relErr != nil && err == nil {
+			r.log.Warn().Err(relErr).Msg("release leadership")
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		var fatal *replication.CheckError
+		if errors.As(err, &fatal) {
+			return err
+		}
+		backoff = min(max(2*backoff, time.Second), 30*time.Second)
+		r.log.Error().Err(err).Dur("retry_in", backoff).Msg("leadership term ended")
+		if !sleep(ctx, backoff) {
+			return nil
+		}
+	}
+}
+
+func (r *Relay) open(ctx context.Context) error {
+	pool, err := pgxpool.New(ctx, r.cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("database URL: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return fmt.Errorf("connect to PostgreSQL: %w: check --database-url and that the server is reachable", err)
+	}
+	if err := replication.Check(ctx, pool, replication.CheckConfig{
+		Slot: r.cfg.Slot, Publication: r.cfg.Publication, Table: "bus.outbox",
+	}); err != nil {
+		pool.Close()
+		return err
+	}
+	opts := append([]nats.Option{
+		nats.Name("cdcrelay"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		// Publishes while disconnected must fail, not be flushed stale on
+		// reconnect: the pipeline resends them itself, in order.
+		nats.ReconnectBufSize(-1),
+	}, r.cfg.NATSOptions...)
+	nc, err := nats.Connect(r.cfg.NATSURL, opts...)
+	if err != nil {
+		pool.Close()
+		return fmt.Errorf("connect to NATS: %w: check --nats-url and that NATS is reachable", err)
+	}
+	if ec := r.cfg.EnsureStream; ec != nil && len(ec.Subjects) > 0 {
+		js, err := jetstream.New(nc)
+		if err == nil {
+			ec.Name = r.cfg.Publish.Stream
+			_, err = publish.EnsureStream(ctx, js, *ec)
+		}
+		if err != nil {
+			nc.Close()
+			pool.Close()
+			return err
+		}
+	}
+	r.pool, r.nc = pool, nc
+	return nil
+}
+
+func (r *Relay) close() {
+	r.nc.Close()
+	r.pool.Close()
+}
+
+// Position is the slot position the relay has confirmed or will confirm next.
+func (r *Relay) Position() pglogrepl.LSN { return r.position.Load() }
+
+// Streaming reports whether this process is the leader and reading the slot.
+func (r *Relay) Streaming() bool { return r.streaming.Load() }
+
+// State is this process's leadership state.
+func (r *Relay) State() election.State { return r.elector.State() }
+
+// HeartbeatAge is how long ago the last heartbeat came back through the slot
+// (zero before the first).
+func (r *Relay) HeartbeatAge() time.Duration { return r.heartbeat.age() }
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

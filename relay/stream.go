@@ -1,0 +1,173 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/cdcrelay/cdcrelay/decode"
+	"github.com/cdcrelay/cdcrelay/publish"
+	"github.com/cdcrelay/cdcrelay/replication"
+)
+
+// reader owns the replication connection: it receives, decodes and submits,
+// and it alone talks back to the walsender.
+type reader struct {
+	r    *Relay
+	rc   *replication.Conn
+	pipe *publish.Pipeline
+	dec  *decode.Decoder
+
+	inTx       bool
+	lastStatus time.Time
+	sentPos    pglogrepl.LSN
+}
+
+// stream reads the slot from start until read ends. If read ended for a
+// graceful shutdown (work still alive), it first drains: waits until every
+// event in flight is acked, flipped and confirmed, within ShutdownTimeout.
+func (r *Relay) stream(read, work context.Context, rc *replication.Conn, pipe *publish.Pipeline, start pglogrepl.LSN) error {
+	binary := rc.ServerVersion() >= 140000
+	if err := rc.Start(read, r.cfg.Slot, start, replication.StartOptions{
+		Publication: r.cfg.Publication, Binary: binary, Messages: binary,
+	}); err != nil {
+		if read.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("start replication: %w", err)
+	}
+	r.streaming.Store(true)
+	r.log.Info().Str("slot", r.cfg.Slot).Stringer("from", start).Bool("binary", binary).Msg("streaming")
+	rd := &reader{r: r, rc: rc, pipe: pipe, dec: decode.New(decode.Table{Schema: "bus", Name: "outbox"}), lastStatus: time.Now()}
+	err := rd.loop(read)
+	r.streaming.Store(false)
+	if read.Err() == nil {
+		return err
+	}
+	if work.Err() != nil {
+		return nil // leadership lost or a worker failed: no drain possible
+	}
+	return rd.drain(work)
+}
+
+func (rd *reader) loop(ctx context.Context) error {
+	for ctx.Err() == nil {
+		if err := rd.maybeStatus(ctx, false); err != nil {
+			return err
+		}
+		deadline := rd.lastStatus.Add(rd.r.cfg.StatusInterval)
+		if d := time.Now().Add(time.Second); d.Before(deadline) {
+			// Wake at least every second to notice cancellation and send
+			// progress promptly when the checkpoint moved.
+			deadline = d
+		}
+		f, err := rd.rc.Receive(deadline)
+		if errors.Is(err, replication.ErrTimeout) {
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("receive from slot: %w", err)
+		}
+		switch f.Kind {
+		case replication.FrameKeepalive:
+			// Idle advance: with nothing in flight and no open transaction,
+			// everything before the walsender's position has been handled.
+			if !rd.inTx && rd.pipe.Idle() {
+				rd.r.position.Advance(f.ServerWALEnd)
+			}
+			if f.ReplyRequested {
+				if err := rd.maybeStatus(ctx, true); err != nil {
+					return err
+				}
+			}
+		case replication.FrameXLogData:
+			if err := rd.handle(ctx, f.Data); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (rd *reader) handle(ctx context.Context, data []byte) error {
+	m, err := rd.dec.Decode(data)
+	if err != nil {
+		return fmt.Errorf("decode: %w", err)
+	}
+	switch m.Kind {
+	case decode.KindBegin:
+		rd.inTx = true
+	case decode.KindInsert:
+		return rd.submit(ctx, publish.Item{Event: m.Event})
+	case decode.KindCommit:
+		rd.inTx = false
+		return rd.submit(ctx, publish.Item{Mark: m.EndLSN})
+	case decode.KindMessage:
+		if m.Prefix == heartbeatPrefix {
+			rd.r.heartbeat.received(m.Content)
+			if !rd.inTx && !m.Transactional {
+				return rd.submit(ctx, publish.Item{Mark: m.MessageLSN})
+			}
+		}
+	}
+	return nil
+}
+
+// submit adds an item to the window. While the window is full it keeps the
+// walsender informed, so back-pressure never looks like a dead client.
+func (rd *reader) submit(ctx context.Context, it publish.Item) error {
+	for {
+		err := rd.pipe.Submit(ctx, it, rd.lastStatus.Add(rd.r.cfg.StatusInterval))
+		if !errors.Is(err, publish.ErrFull) {
+			return err
+		}
+		if err := rd.maybeStatus(ctx, false); err != nil {
+			return err
+		}
+	}
+}
+
+// maybeStatus sends a standby status update when forced, when the interval
+// has passed, or when the checkpoint moved and the last update is not fresh.
+func (rd *reader) maybeStatus(ctx context.Context, force bool) error {
+	pos := rd.r.position.Load()
+	since := time.Since(rd.lastStatus)
+	if !force && since < rd.r.cfg.StatusInterval && !(pos > rd.sentPos && since >= 100*time.Millisecond) {
+		return nil
+	}
+	if err := rd.rc.SendStatus(ctx, pos); err != nil {
+		return fmt.Errorf("send standby status: %w", err)
+	}
+	rd.lastStatus, rd.sentPos = time.Now(), pos
+	return nil
+}
+
+// drain waits for the window to empty, keeping the walsender informed, then
+// confirms the final position.
+func (rd *reader) drain(work context.Context) error {
+	ctx, cancel := context.WithTimeout(work, rd.r.cfg.ShutdownTimeout)
+	defer cancel()
+	for !rd.pipe.Idle() {
+		if err := rd.maybeStatus(ctx, false); err != nil {
+			return err
+		}
+		if !sleep(ctx, 20*time.Millisecond) {
+			rd.r.log.Warn().Msg("shutdown timeout: events still in flight will be sent again by the next leader")
+			break
+		}
+	}
+	if err := rd.maybeStatus(work, true); err != nil {
+		return err
+	}
+	rd.r.log.Info().Stringer("confirmed", rd.sentPos).Msg("drained")
+	return nil
+}
