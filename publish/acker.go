@@ -32,7 +32,7 @@ func (p *Pipeline) acker(ctx context.Context) {
 			continue
 		}
 		i := p.w.slot(p.w.resolved)
-		fut := p.w.futs[i]
+		fut, sentAt := p.w.futs[i], p.w.sentAt[i]
 		p.mu.Unlock()
 
 		var (
@@ -56,6 +56,9 @@ func (p *Pipeline) acker(ctx context.Context) {
 			continue
 		}
 		backoff = 0
+		if fut != nil && err == nil && p.cfg.OnAck != nil {
+			p.cfg.OnAck(time.Since(sentAt))
+		}
 
 		p.mu.Lock()
 		if err != nil {
@@ -64,10 +67,13 @@ func (p *Pipeline) acker(ctx context.Context) {
 		switch {
 		case p.w.items[i].DeadLetter != nil:
 			p.stats.DeadLetters++
+			p.count(func(c *Counters) { c.DeadLetters.Add(1) })
 		case fut != nil && dup:
 			p.stats.Duplicates++
+			p.count(func(c *Counters) { c.Duplicates.Add(1) })
 		case fut != nil:
 			p.stats.Published++
+			p.count(func(c *Counters) { c.Published.Add(1) })
 		}
 		p.w.resolved++
 		p.mu.Unlock()
@@ -97,6 +103,7 @@ func (p *Pipeline) recover(ctx context.Context, cause error, headFailed bool, ba
 	p.paused = true
 	p.parked = false
 	p.stats.Recoveries++
+	p.count(func(c *Counters) { c.Recoveries.Add(1) })
 	p.mu.Unlock()
 	signal(p.sendCh)
 	for {
@@ -212,4 +219,10 @@ func (p *Pipeline) streamState(ctx context.Context) (subjectFilter, string, erro
 		}
 	}
 	return filter, last, nil
+}
+
+func (p *Pipeline) count(f func(*Counters)) {
+	if p.cfg.Counters != nil {
+		f(p.cfg.Counters)
+	}
 }

@@ -3,6 +3,7 @@ package publish
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,6 +40,20 @@ type Config struct {
 	// cause of each recovery and each failed attempt to resume; the relay
 	// logs and counts them.
 	OnRetry func(err error)
+	// OnAck, when set, is called from the acker with the time from publish
+	// to ack of every acked event (for the ack latency histogram).
+	OnAck func(d time.Duration)
+	// Counters, when set, accumulates counts across pipelines (one per
+	// leadership term) for metrics.
+	Counters *Counters
+}
+
+// Counters are cumulative event counts, safe for concurrent use.
+type Counters struct {
+	Published   atomic.Uint64 // stored by JetStream
+	Duplicates  atomic.Uint64 // acked as duplicates of a stored message
+	DeadLetters atomic.Uint64
+	Recoveries  atomic.Uint64 // resends from the first unacked event
 }
 
 func (c *Config) setDefaults() {

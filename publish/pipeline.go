@@ -209,6 +209,14 @@ func (p *Pipeline) Stats() Stats {
 	return s
 }
 
+// OldestPending is the commit time of the oldest transaction submitted and
+// not yet released (zero when there is none or it is unknown).
+func (p *Pipeline) OldestPending() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.w.oldestCommit()
+}
+
 // message builds the NATS message for an event that expects `last` as the
 // stream's last message id.
 func message(ev *decode.Event, id, last string) *nats.Msg {

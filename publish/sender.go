@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -67,6 +68,7 @@ func (p *Pipeline) sender(ctx context.Context) {
 		p.mu.Lock()
 		i := p.w.slot(pos)
 		p.w.futs[i] = fut
+		p.w.sentAt[i] = time.Now()
 		p.w.items[i].DeadLetter = dead
 		if fut != nil {
 			p.lastID = id

@@ -1,6 +1,8 @@
 package publish
 
 import (
+	"time"
+
 	"github.com/jackc/pglogrepl"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -15,6 +17,9 @@ type Item struct {
 	Event *decode.Event
 	// Mark is the LSN a mark stands for; zero for events.
 	Mark pglogrepl.LSN
+	// Committed is when a mark's transaction committed (zero if unknown);
+	// the age of the oldest unreleased one is the relay's lag in seconds.
+	Committed time.Time
 	// DeadLetter is set on an event JetStream (or the relay's pre-checks)
 	// refused for good: it is recorded, not retried.
 	DeadLetter error
@@ -40,6 +45,7 @@ func (it Item) size() int64 {
 type window struct {
 	items    []Item
 	futs     []jetstream.PubAckFuture
+	sentAt   []time.Time
 	maxBytes int64
 
 	added, sent, resolved, taken, released uint64
@@ -50,6 +56,7 @@ func newWindow(maxCount int, maxBytes int64) *window {
 	return &window{
 		items:    make([]Item, maxCount),
 		futs:     make([]jetstream.PubAckFuture, maxCount),
+		sentAt:   make([]time.Time, maxCount),
 		maxBytes: maxBytes,
 	}
 }
@@ -93,6 +100,16 @@ func (w *window) take(buf []Item) []Item {
 		w.taken++
 	}
 	return buf
+}
+
+// oldestCommit is the commit time of the oldest unreleased mark that has one.
+func (w *window) oldestCommit() time.Time {
+	for pos := w.released; pos < w.added; pos++ {
+		if it := w.items[w.slot(pos)]; it.Event == nil && !it.Committed.IsZero() {
+			return it.Committed
+		}
+	}
+	return time.Time{}
 }
 
 // inFlight is the number of items not yet released, and their bytes.

@@ -1,12 +1,14 @@
 package relay
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/cdcrelay/cdcrelay/checkpoint"
 	"github.com/cdcrelay/cdcrelay/election"
 	"github.com/cdcrelay/cdcrelay/publish"
 )
@@ -46,6 +48,12 @@ type Config struct {
 
 	// Election configures leadership; its URL defaults to DatabaseURL.
 	Election election.Config
+
+	// WhileLeading are tasks run during every leadership term (e.g.
+	// retention pruning), with the term's context and the runner of the lock
+	// connection. A task returns nil when its context ends; an error ends
+	// the term.
+	WhileLeading []func(ctx context.Context, run checkpoint.Runner) error
 
 	StatusInterval    time.Duration // default DefaultStatusInterval
 	HeartbeatInterval time.Duration // default DefaultHeartbeatInterval; negative disables

@@ -40,6 +40,11 @@ type Relay struct {
 	heartbeat   heartbeatState
 	pipeline    atomic.Pointer[publish.Pipeline]
 	termCounter atomic.Uint64
+	counters    publish.Counters
+	ends        termEnds
+	// leaderSince and streamingSince are unix nanos, zero when not.
+	leaderSince    atomic.Int64
+	streamingSince atomic.Int64
 }
 
 // New validates cfg and prepares a relay; Run connects.
@@ -75,7 +80,10 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		r.log.Info().Uint64("term", r.termCounter.Add(1)).Msg("leading")
 		began := time.Now()
+		r.leaderSince.Store(lease.Acquired().UnixNano())
 		err = r.lead(ctx, lease)
+		r.leaderSince.Store(0)
+		r.ends.add(termCause(err))
 		if time.Since(began) > time.Minute {
 			backoff = 0 // a term that ran a while was healthy: retry promptly
 		}

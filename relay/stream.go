@@ -39,6 +39,7 @@ func (r *Relay) stream(read, work context.Context, rc *replication.Conn, pipe *p
 		}
 		return fmt.Errorf("start replication: %w", err)
 	}
+	r.streamingSince.Store(time.Now().UnixNano())
 	r.streaming.Store(true)
 	r.log.Info().Str("slot", r.cfg.Slot).Stringer("from", start).Bool("binary", binary).Msg("streaming")
 	rd := &reader{r: r, rc: rc, pipe: pipe, dec: decode.New(decode.Table{Schema: "bus", Name: "outbox"}), lastStatus: time.Now()}
@@ -110,7 +111,7 @@ func (rd *reader) handle(ctx context.Context, data []byte) error {
 		return rd.submit(ctx, publish.Item{Event: m.Event})
 	case decode.KindCommit:
 		rd.inTx = false
-		return rd.submit(ctx, publish.Item{Mark: m.EndLSN})
+		return rd.submit(ctx, publish.Item{Mark: m.EndLSN, Committed: m.CommitTime})
 	case decode.KindMessage:
 		if m.Prefix == heartbeatPrefix {
 			rd.r.heartbeat.received(m.Content)

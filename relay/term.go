@@ -49,7 +49,7 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 	}
 	if err := pipe.Start(work); err != nil {
 		cancelWork(nil)
-		return errors.Join(err, g.Wait())
+		return errors.Join(fmt.Errorf("%w: %w", errNATS, err), g.Wait())
 	}
 	defer pipe.Close()
 	r.pipeline.Store(pipe)
@@ -82,6 +82,9 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 		}
 		return r.stream(read, work, rc, pipe, start)
 	})
+	for _, task := range r.cfg.WhileLeading {
+		g.Go(func() error { return task(work, checkpoint.Runner(lease.Do)) })
+	}
 	if r.cfg.HeartbeatInterval > 0 && rc.ServerVersion() >= 140000 {
 		g.Go(func() error { r.emitHeartbeats(work); return nil })
 	}
@@ -95,6 +98,7 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 
 func (r *Relay) pipelineConfig() publish.Config {
 	c := r.cfg.Publish
+	c.Counters = &r.counters
 	c.OnRetry = func(err error) {
 		r.log.Warn().Err(err).Msg("NATS publish failed; resending from the first unacked event")
 	}
