@@ -1,0 +1,107 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cdcrelay/cdcrelay/election"
+	"github.com/cdcrelay/cdcrelay/internal/natsserver"
+	"github.com/cdcrelay/cdcrelay/publish"
+	"github.com/cdcrelay/cdcrelay/relay"
+)
+
+func runCommand() *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "database-url", EnvVars: []string{"CDCRELAY_DATABASE_URL", "DATABASE_URL"}, Usage: "PostgreSQL URL (the relay adds replication=database for its slot connection)"},
+		&cli.StringFlag{Name: "nats-url", EnvVars: []string{"CDCRELAY_NATS_URL", "NATS_URL"}, Usage: "NATS server URL(s), comma-separated"},
+		&cli.BoolFlag{Name: "embedded-nats", EnvVars: []string{"CDCRELAY_EMBEDDED_NATS"}, Usage: "run an in-process JetStream server (single-box deployments; needs no --nats-url)"},
+		&cli.StringFlag{Name: "embedded-nats-dir", EnvVars: []string{"CDCRELAY_EMBEDDED_NATS_DIR"}, Value: "cdcrelay-jetstream", Usage: "store directory of the embedded server"},
+		&cli.StringFlag{Name: "stream", EnvVars: []string{"CDCRELAY_STREAM"}, Value: relay.DefaultStream, Usage: "JetStream stream the relay owns"},
+		&cli.StringFlag{Name: "slot", EnvVars: []string{"CDCRELAY_SLOT"}, Value: relay.DefaultSlot, Usage: "logical replication slot"},
+		&cli.StringFlag{Name: "publication", EnvVars: []string{"CDCRELAY_PUBLICATION"}, Value: relay.DefaultPublication, Usage: "publication of bus.outbox"},
+		&cli.IntFlag{Name: "max-in-flight", EnvVars: []string{"CDCRELAY_MAX_IN_FLIGHT"}, Value: publish.DefaultMaxInFlight, Usage: "events between the slot and the flip"},
+		&cli.StringFlag{Name: "max-in-flight-bytes", EnvVars: []string{"CDCRELAY_MAX_IN_FLIGHT_BYTES"}, Value: "64MiB", Usage: "bytes between the slot and the flip"},
+		&cli.DurationFlag{Name: "ack-timeout", EnvVars: []string{"CDCRELAY_ACK_TIMEOUT"}, Value: publish.DefaultAckTimeout, Usage: "wait for one JetStream ack before resending"},
+		&cli.Int64Flag{Name: "lock-id", EnvVars: []string{"CDCRELAY_LOCK_ID"}, Value: election.DefaultLockID, Usage: "advisory lock key of the leader; set it to your old poller's key so the two never run at once"},
+		&cli.DurationFlag{Name: "election-interval", EnvVars: []string{"CDCRELAY_ELECTION_INTERVAL"}, Value: election.DefaultInterval, Usage: "how often a standby tries to lead and a leader checks its lock"},
+		&cli.DurationFlag{Name: "shutdown-timeout", EnvVars: []string{"CDCRELAY_SHUTDOWN_TIMEOUT"}, Value: relay.DefaultShutdownTimeout, Usage: "how long SIGTERM waits for in-flight acks"},
+		&cli.BoolFlag{Name: "ensure-stream", EnvVars: []string{"CDCRELAY_ENSURE_STREAM"}, Usage: "create or update the stream at start-up (needs --subjects)"},
+	}
+	return &cli.Command{
+		Name:  "run",
+		Usage: "stream bus.outbox into JetStream: the leader relays, other replicas stand by",
+		Flags: append(flags, streamFlags()...),
+		Action: func(c *cli.Context) error {
+			log, err := newLogger(c)
+			if err != nil {
+				return err
+			}
+			cfg, err := runConfig(c)
+			if err != nil {
+				return err
+			}
+			if c.Bool("embedded-nats") {
+				if cfg.NATSURL != "" {
+					return fmt.Errorf("--embedded-nats and --nats-url both set: choose one")
+				}
+				dir, err := filepath.Abs(c.String("embedded-nats-dir"))
+				if err != nil {
+					return err
+				}
+				if err := os.MkdirAll(dir, 0o750); err != nil {
+					return fmt.Errorf("--embedded-nats-dir: %w", err)
+				}
+				srv, err := natsserver.Start(natsserver.Options{StoreDir: dir})
+				if err != nil {
+					return fmt.Errorf("embedded NATS: %w", err)
+				}
+				defer srv.Stop()
+				cfg.NATSURL = srv.URL()
+				log.Info().Str("url", srv.URL()).Str("store", dir).Msg("embedded JetStream server running")
+			}
+			r, err := relay.New(cfg, log)
+			if err != nil {
+				return err
+			}
+			return r.Run(c.Context)
+		},
+	}
+}
+
+func runConfig(c *cli.Context) (relay.Config, error) {
+	inflightBytes, err := parseBytes(c.String("max-in-flight-bytes"))
+	if err != nil {
+		return relay.Config{}, fmt.Errorf("--max-in-flight-bytes: %w", err)
+	}
+	cfg := relay.Config{
+		DatabaseURL: c.String("database-url"),
+		NATSURL:     c.String("nats-url"),
+		Slot:        c.String("slot"),
+		Publication: c.String("publication"),
+		Publish: publish.Config{
+			Stream:           c.String("stream"),
+			MaxInFlight:      c.Int("max-in-flight"),
+			MaxInFlightBytes: inflightBytes,
+			AckTimeout:       c.Duration("ack-timeout"),
+		},
+		Election: election.Config{
+			LockID:   c.Int64("lock-id"),
+			Interval: c.Duration("election-interval"),
+		},
+		ShutdownTimeout: c.Duration("shutdown-timeout"),
+	}
+	if c.Bool("ensure-stream") {
+		sc, err := streamConfigFrom(c)
+		if err != nil {
+			return cfg, err
+		}
+		if len(sc.Subjects) == 0 {
+			return cfg, fmt.Errorf("--ensure-stream needs --subjects, e.g. --subjects 'orders.>,users.>'")
+		}
+		cfg.EnsureStream = sc
+	}
+	return cfg, nil
+}
