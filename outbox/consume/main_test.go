@@ -7,11 +7,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
+	"github.com/cdcrelay/cdcrelay/migrations"
 	"github.com/cdcrelay/cdcrelay/outbox/consume"
 )
 
@@ -77,25 +79,19 @@ func newConsumer(tb testing.TB, js jetstream.JetStream, cfg consume.Config) *con
 	return c
 }
 
-// inboxDB returns a pool on a fresh database holding bus.inbox.
-//
-// TODO(issue 7): replace the hand-made table with migrations.Apply once the
-// migrations package lands.
+// inboxDB returns a pool on a fresh, migrated database.
 func inboxDB(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
-	pool := testenv.Pool(tb, env.DB(tb))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	url := env.DB(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := pool.Exec(ctx, `
-		CREATE SCHEMA IF NOT EXISTS bus;
-		CREATE TABLE IF NOT EXISTS bus.inbox (
-			consumer text NOT NULL,
-			event_id uuid NOT NULL,
-			seen_at timestamptz NOT NULL DEFAULT now(),
-			PRIMARY KEY (consumer, event_id)
-		);
-		CREATE INDEX IF NOT EXISTS inbox_seen_at ON bus.inbox (seen_at);`); err != nil {
-		tb.Fatalf("create bus.inbox: %v", err)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return pool
+	defer conn.Close(ctx)
+	if _, err := migrations.Apply(ctx, conn); err != nil {
+		tb.Fatalf("migrate: %v", err)
+	}
+	return testenv.Pool(tb, url)
 }

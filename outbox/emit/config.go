@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/cdcrelay/cdcrelay/outbox"
 )
 
 // Defaults applied by New to zero-valued Config fields.
@@ -193,7 +195,7 @@ func resolvePrefix(tmpl string, values map[string]string) (string, error) {
 		return "", err
 	}
 	prefix := b.String()
-	if err := validateSubject(prefix); err != nil {
+	if err := outbox.ValidateSubject(prefix); err != nil {
 		return "", fmt.Errorf("SubjectPrefix %q resolves to %q: %w", tmpl, prefix, err)
 	}
 	return prefix, nil

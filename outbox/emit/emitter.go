@@ -24,6 +24,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+
+	"github.com/cdcrelay/cdcrelay/outbox"
 )
 
 // ErrClosed is returned by Start after Close.
@@ -107,7 +109,7 @@ func (e *Emitter) emit(requestID, name string, v any) bool {
 		return false
 	}
 	subject := e.prefix + name
-	if validateSubject(subject) != nil {
+	if outbox.ValidateSubject(subject) != nil {
 		e.count.drop(reasonSerialize)
 		return false
 	}
