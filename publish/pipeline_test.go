@@ -34,7 +34,6 @@ type fixture struct {
 
 	mu       sync.Mutex
 	resolved []publish.Item
-	hold     chan struct{} // while non-nil and open, the stand-in does not release
 	wg       sync.WaitGroup
 	cancel   context.CancelFunc
 }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -138,14 +137,11 @@ func slotActive(h *relaytest.Harness) bool {
 	return active
 }
 
-// continuousWriters writes until stopped, on 4 connections, and reports how
-// many events it committed.
+// continuousWriters writes a fixed number of events on 4 connections in
+// the background.
 type continuousWriters struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	mu     sync.Mutex
-	n      int
-	err    error
 }
 
 func startWriters(t *testing.T, h *relaytest.Harness, limit int) *continuousWriters {
@@ -160,14 +156,3 @@ func startWriters(t *testing.T, h *relaytest.Harness, limit int) *continuousWrit
 }
 
 func (cw *continuousWriters) wait() { cw.wg.Wait() }
-
-func errorsIn(log string) []string {
-	b, _ := os.ReadFile(log)
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, `"level":"error"`) || strings.Contains(line, "panic") {
-			out = append(out, line)
-		}
-	}
-	return out
-}
