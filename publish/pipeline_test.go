@@ -264,33 +264,53 @@ func TestDeadLettersAndGoesOn(t *testing.T) {
 	checkStream(t, f.ns.URL(), []*decode.Event{good1, good2, good3})
 }
 
+// With nothing released (the checkpoint stopped), Submit stops admitting at
+// the count or byte bound, whichever comes first: back-pressure, not a queue.
 func TestWindowBoundsCountAndBytes(t *testing.T) {
-	f := newFixture(t, publish.Config{MaxInFlight: 10, MaxInFlightBytes: 1 << 20}, jetstream.StreamConfig{})
-	// The stand-in checkpoint takes items but, stopped, cannot release them.
+	f := newFixture(t, publish.Config{}, jetstream.StreamConfig{})
 	f.stop()
-	p, err := publish.New(f.nc, publish.Config{Stream: "bus", MaxInFlight: 10, MaxInFlightBytes: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	submitted := 0
-	for i := 0; i < 20; i++ {
-		ev := event(t, int64(i+1), "a.x")
-		ev.Payload = make([]byte, 30)
-		err := p.Submit(ctx, publish.Item{Event: ev}, time.Now().Add(50*time.Millisecond))
-		if errors.Is(err, publish.ErrFull) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		submitted++
-	}
-	if s := p.Stats(); submitted == 0 || s.InFlightB > 100+int64(event(t, 0, "a.x").Size()) || submitted >= 10 {
-		t.Fatalf("submitted %d with %d bytes in flight: window not bounded by bytes", submitted, s.InFlightB)
+	one := event(t, 0, "a.x")
+	one.Payload = make([]byte, 30)
+	size := int64(one.Size())
+	for _, tc := range []struct {
+		name     string
+		count    int
+		bytes    int64
+		admitted int
+	}{
+		{"count", 10, 1 << 20, 10},
+		{"bytes", 1000, 3 * size, 3},
+		{"one oversized event always fits an empty window", 1000, 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := publish.New(f.nc, publish.Config{Stream: "bus", MaxInFlight: tc.count, MaxInFlightBytes: tc.bytes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if err := p.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			admitted := 0
+			for i := 0; i < tc.admitted+5; i++ {
+				ev := event(t, int64(i+1), "a.x")
+				ev.Payload = make([]byte, 30)
+				err := p.Submit(ctx, publish.Item{Event: ev}, time.Now().Add(20*time.Millisecond))
+				if errors.Is(err, publish.ErrFull) {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				admitted++
+			}
+			if admitted != tc.admitted {
+				t.Fatalf("admitted %d events, want %d", admitted, tc.admitted)
+			}
+			if s := p.Stats(); s.InFlight != admitted {
+				t.Fatalf("in flight %d, want %d", s.InFlight, admitted)
+			}
+		})
 	}
 }
