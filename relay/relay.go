@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -52,6 +53,9 @@ func New(cfg Config, log zerolog.Logger) (*Relay, error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	if _, err := pgx.ParseConfig(cfg.DatabaseURL); err != nil {
+		return nil, fmt.Errorf("database URL: %w: check --database-url", err)
 	}
 	el, err := election.New(cfg.Election, log)
 	if err != nil {
@@ -135,20 +139,29 @@ func (r *Relay) open(ctx context.Context) error {
 		pool.Close()
 		return fmt.Errorf("connect to NATS: %w: check --nats-url and that NATS is reachable", err)
 	}
-	if ec := r.cfg.EnsureStream; ec != nil && len(ec.Subjects) > 0 {
-		js, err := jetstream.New(nc)
-		if err == nil {
-			ec.Name = r.cfg.Publish.Stream
-			_, err = publish.EnsureStream(ctx, js, *ec)
-		}
-		if err != nil {
-			nc.Close()
-			pool.Close()
-			return err
-		}
+	if err := r.prepareStream(ctx, nc); err != nil {
+		nc.Close()
+		pool.Close()
+		return err
 	}
 	r.pool, r.nc = pool, nc
 	return nil
+}
+
+// prepareStream creates or updates the stream when asked to, and otherwise
+// checks that it exists: a missing stream is a start-up error, not a term
+// that fails and retries forever.
+func (r *Relay) prepareStream(ctx context.Context, nc *nats.Conn) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if ec := r.cfg.EnsureStream; ec != nil && len(ec.Subjects) > 0 {
+		ec.Name = r.cfg.Publish.Stream
+		_, err := publish.EnsureStream(ctx, js, *ec)
+		return err
+	}
+	return publish.CheckStream(ctx, js, r.cfg.Publish.Stream)
 }
 
 func (r *Relay) close() {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -30,7 +31,8 @@ func main() {
 // the error as one line.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := newApp(stdout, stderr).RunContext(ctx, args); err != nil {
-		fmt.Fprintf(stderr, "cdcrelay: %v\n", err)
+		// One line, whatever the error: drivers put newlines and tabs in theirs.
+		fmt.Fprintf(stderr, "cdcrelay: %s\n", strings.Join(strings.Fields(err.Error()), " "))
 		return 1
 	}
 	return 0
