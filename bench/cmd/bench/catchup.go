@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cdcrelay/cdcrelay/bench/internal/load"
+	"github.com/cdcrelay/cdcrelay/bench/internal/procfs"
+	"github.com/cdcrelay/cdcrelay/bench/internal/report"
+)
+
+// runCatchup writes a backlog while the system is down and times how long a
+// replica started on it takes to drain it. The system runs once first, so
+// cdcrelay's slot exists and the backlog waits in WAL, as it does after a
+// NATS outage (not in the slot-creation backfill).
+func (s *session) runCatchup(ctx context.Context) (report.CatchupRun, error) {
+	o := s.env.o
+	run := report.CatchupRun{System: s.sys.name(), Events: o.backlog}
+	if len(s.sys.replicas()) == 0 {
+		if _, err := s.sys.start(ctx, s, true); err != nil {
+			return run, err
+		}
+	}
+	if err := s.sys.stop(); err != nil {
+		return run, err
+	}
+	subject, tag := s.nextSubject()
+	g, err := load.New(s.pool, load.Config{
+		Writers: o.writers, Mode: load.Closed, Batch: 100, Events: o.backlog,
+		PayloadSize: o.payload, Subject: subject, Tag: tag,
+	})
+	if err != nil {
+		return run, err
+	}
+	s.env.logf("  catch-up %s: writing a backlog of %d events", s.sys.name(), o.backlog)
+	// How fast the backlog is written is not measured, and the poller's
+	// NOTIFY trigger would make writing it take twice as long.
+	if _, err := s.q.Exec(ctx, `ALTER TABLE bus.outbox DISABLE TRIGGER USER`); err != nil {
+		return run, err
+	}
+	if _, err := g.Run(ctx, time.Now()); err != nil {
+		return run, fmt.Errorf("write backlog: %w", err)
+	}
+	if _, err := s.q.Exec(ctx, `ALTER TABLE bus.outbox ENABLE TRIGGER USER`); err != nil {
+		return run, err
+	}
+	if err := s.env.checkpoint(ctx); err != nil {
+		return run, err
+	}
+	if err := s.env.waitQuiet(ctx); err != nil {
+		return run, err
+	}
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return run, err
+	}
+	base, firstSeq := info.State.Msgs, info.State.LastSeq+1
+	maxID, err := s.maxID(ctx)
+	if err != nil {
+		return run, err
+	}
+	before, err := s.meter(ctx)
+	if err != nil {
+		return run, err
+	}
+	t0 := time.Now()
+	p, err := s.sys.start(ctx, s, false)
+	if err != nil {
+		return run, err
+	}
+	lastAck, err := s.waitAcked(ctx, base, o.backlog, 10*time.Minute)
+	if err != nil {
+		return run, err
+	}
+	flipped, err := s.waitFlipped(ctx, maxID, 10*time.Minute)
+	if err != nil {
+		return run, err
+	}
+	after, err := s.meter(ctx)
+	if err != nil {
+		return run, err
+	}
+	first, err := s.stream.GetMsg(ctx, firstSeq)
+	if err != nil {
+		return run, fmt.Errorf("read first drained message: %w", err)
+	}
+	run.Total = lastAck.Sub(t0).Seconds()
+	run.Drain = lastAck.Sub(first.Time).Seconds()
+	run.Flipped = flipped.Sub(t0).Seconds()
+	if run.Drain > 0 {
+		run.Rate = float64(o.backlog) / run.Drain
+	}
+	if rss, err := procfs.PeakRSS(p.PID()); err == nil {
+		run.PeakRSS = rss
+	}
+	run.Cost = s.cost(before, after, o.backlog)
+	run.Noise = s.env.noise(before, after)
+	s.env.logf("  catch-up %-8s %d events: %.2fs to the last ack (drain %.2fs, %.0f events/s), flipped at %.2fs, RSS %d MiB",
+		s.sys.name(), o.backlog, run.Total, run.Drain, run.Rate, run.Flipped, run.PeakRSS>>20)
+	return run, nil
+}

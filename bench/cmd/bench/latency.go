@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/cdcrelay/cdcrelay/bench/internal/hist"
+	"github.com/cdcrelay/cdcrelay/bench/internal/load"
+	"github.com/cdcrelay/cdcrelay/bench/internal/report"
+)
+
+// runLatency offers rate events/s open loop and measures each event's trip.
+func (s *session) runLatency(ctx context.Context, round int, rate float64) (report.LatencyRun, error) {
+	o := s.env.o
+	run := report.LatencyRun{System: s.sys.name(), Round: round, Rate: rate}
+	if err := s.env.waitQuiet(ctx); err != nil {
+		return run, err
+	}
+	if err := s.env.checkpoint(ctx); err != nil {
+		return run, err
+	}
+	subject, tag := s.nextSubject()
+	g, err := load.New(s.pool, load.Config{
+		Writers: o.writers, Mode: load.Adaptive, Rate: rate, Batch: 100, Window: o.latencyDur,
+		Grace: 5 * time.Second, PayloadSize: o.payload, Subject: subject, Tag: tag, Record: true,
+	})
+	if err != nil {
+		return run, err
+	}
+	r, err := s.receive(ctx, subject, tag, g.Scheduled())
+	if err != nil {
+		return run, err
+	}
+	defer r.stop()
+	base, _, err := s.acked(ctx)
+	if err != nil {
+		return run, err
+	}
+	before, err := s.meter(ctx)
+	if err != nil {
+		return run, err
+	}
+	res, err := g.Run(ctx, time.Now().Add(10*time.Millisecond))
+	if err != nil {
+		return run, err
+	}
+	end := time.Now()
+	if missing, err := r.waitAll(ctx, res.Commit, time.Minute); err != nil {
+		return run, err
+	} else if missing > 0 {
+		s.env.logf("  %s at %.0f/s: %d events written but not received within a minute", s.sys.name(), rate, missing)
+	}
+	if _, _, err := s.settle(ctx, base, res.Written, time.Minute); err != nil {
+		return run, err
+	}
+	after, err := s.meter(ctx)
+	if err != nil {
+		return run, err
+	}
+	run.Cost = s.cost(before, after, res.Written)
+	run.Noise = s.env.noise(before, after)
+	run.Behind = res.Behind
+	if res.Txs > 0 {
+		run.EventsPerTx = float64(res.Written) / float64(res.Txs)
+	}
+
+	commitAck, commitRecv, intendedRecv := hist.New(), hist.New(), hist.New()
+	for i := range res.Scheduled {
+		intended := g.Intended(i)
+		if res.Commit[i] == 0 {
+			// Never written: due, but the writers could not get to it.
+			// At least this late, and counted, not dropped.
+			intendedRecv.Record(end.UnixNano() - intended)
+			continue
+		}
+		recv := r.recvAt(i)
+		if recv == 0 {
+			run.Lost++
+			continue
+		}
+		commitAck.Record(r.ackAt(i) - res.Commit[i])
+		commitRecv.Record(recv - res.Commit[i])
+		intendedRecv.Record(recv - intended)
+	}
+	run.CommitAck, run.CommitRecv, run.IntendedRecv = percentiles(commitAck), percentiles(commitRecv), percentiles(intendedRecv)
+	s.env.logf("  latency %-8s %6.0f/s: commit→ack p50 %.2f p99 %.2f p99.9 %.2f max %.2f ms; intended→recv p99 %.2f ms; %.1f events/tx%s",
+		s.sys.name(), rate, run.CommitAck.P50, run.CommitAck.P99, run.CommitAck.P999, run.CommitAck.Max,
+		run.IntendedRecv.P99, run.EventsPerTx, map[bool]string{true: ", BEHIND", false: ""}[run.Behind])
+	return run, nil
+}
+
+func percentiles(h *hist.Histogram) report.Percentiles {
+	ms := func(v int64) float64 { return float64(v) / 1e6 }
+	return report.Percentiles{
+		N: h.Count(), P50: ms(h.Quantile(0.5)), P99: ms(h.Quantile(0.99)),
+		P999: ms(h.Quantile(0.999)), Max: ms(h.Max()),
+	}
+}

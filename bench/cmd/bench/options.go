@@ -1,0 +1,136 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// options are the command-line flags; -quick changes the defaults of the
+// flags not given explicitly.
+type options struct {
+	relayBin  string
+	relayArgs string
+	quick     bool
+	out       string
+	workDir   string
+	systems   []string
+	only      map[string]bool
+
+	payload   int
+	writers   int
+	window    int
+	rounds    int
+	writerDur time.Duration
+	idleDur   time.Duration
+
+	latencyRates []float64
+	latencyDur   time.Duration
+
+	sustainProbes int
+	sustainStart  float64
+	sustainProbe  time.Duration
+	sustainWindow time.Duration
+
+	backlog      int64
+	failovers    int
+	failoverRate float64
+
+	maxForeign  float64
+	quietBudget time.Duration
+	profileDir  string
+}
+
+// measurements are every measurement, in the order they run.
+const measurements = "writer,latency,sustain,catchup,failover"
+
+func parseOptions(args []string) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.StringVar(&o.relayBin, "relay-bin", "bin/cdcrelay", "cdcrelay binary (make build)")
+	fs.StringVar(&o.relayArgs, "relay-args", "", "extra arguments for `cdcrelay run`, space-separated")
+	fs.BoolVar(&o.quick, "quick", false, "a smoke run of about two minutes")
+	fs.StringVar(&o.out, "out", "bench/results", "directory for <date>.md, .json and .svg")
+	fs.StringVar(&o.workDir, "work", "", "keep logs and data here (default: a temporary directory, removed)")
+	systems := fs.String("systems", "cdcrelay,poller", "systems to compare (cdcrelay, poller); writer runs add 'none'")
+	only := fs.String("only", measurements, "measurements to run")
+	fs.IntVar(&o.payload, "payload", 256, "payload bytes per event")
+	fs.IntVar(&o.writers, "writers", 8, "writer connections")
+	fs.IntVar(&o.window, "window", 4096, "events in flight: cdcrelay --max-in-flight and the poller's batch")
+	fs.IntVar(&o.rounds, "rounds", 2, "rounds of writer and latency runs, systems interleaved")
+	fs.DurationVar(&o.idleDur, "idle-duration", 3*time.Second, "how long each system's idle CPU is measured")
+	fs.DurationVar(&o.writerDur, "writer-duration", 5*time.Second, "each writer-cost run")
+	rates := fs.String("latency-rates", "1000,10000,20000", "offered rates of the latency runs, events/s")
+	fs.DurationVar(&o.latencyDur, "latency-duration", 8*time.Second, "each latency run")
+	fs.IntVar(&o.sustainProbes, "sustain-probes", 3, "short probes of the throughput search")
+	fs.Float64Var(&o.sustainStart, "sustain-start", 0, "first rate of the throughput search (default: 90 % of the drain rate seen in the writer runs)")
+	fs.DurationVar(&o.sustainProbe, "sustain-probe", 6*time.Second, "each probe")
+	fs.DurationVar(&o.sustainWindow, "sustain-window", 30*time.Second, "the window the best rate must hold lag flat for")
+	fs.Int64Var(&o.backlog, "backlog", 1_000_000, "events in the catch-up backlog")
+	fs.IntVar(&o.failovers, "failovers", 5, "leader kills per system")
+	fs.Float64Var(&o.failoverRate, "failover-rate", 2000, "offered rate during failovers, events/s")
+	fs.Float64Var(&o.maxForeign, "max-foreign", 0.3, "wait before a run while others use more than this many cores")
+	fs.DurationVar(&o.quietBudget, "quiet-budget", time.Minute, "the most the whole run waits for a quiet machine")
+	fs.StringVar(&o.profileDir, "profile", "", "write the poller's CPU profiles here")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if o.quick {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		quick := map[string]string{
+			"rounds": "1", "writer-duration": "2s", "latency-rates": "1000,10000", "latency-duration": "3s",
+			"sustain-probes": "2", "sustain-probe": "3s", "sustain-window": "5s",
+			"backlog": "100000", "failovers": "2", "quiet-budget": "5s", "idle-duration": "1s",
+		}
+		for name, v := range quick {
+			if !set[name] {
+				if err := fs.Set(name, v); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	var err error
+	if o.latencyRates, err = parseRates(*rates); err != nil {
+		return nil, err
+	}
+	o.systems = splitList(*systems)
+	for _, s := range o.systems {
+		if s != "cdcrelay" && s != "poller" {
+			return nil, fmt.Errorf("-systems: unknown system %q", s)
+		}
+	}
+	o.only = map[string]bool{}
+	for _, m := range splitList(*only) {
+		o.only[m] = true
+	}
+	if o.payload < 20 {
+		return nil, fmt.Errorf("-payload %d: at least 20 bytes carry the sequence number and send time", o.payload)
+	}
+	return o, nil
+}
+
+func parseRates(s string) ([]float64, error) {
+	var out []float64
+	for _, f := range splitList(s) {
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("-latency-rates: bad rate %q", f)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
