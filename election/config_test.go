@@ -102,19 +102,3 @@ func TestStateString(t *testing.T) {
 		}
 	}
 }
-
-func TestBackoffIsCappedAndJittered(t *testing.T) {
-	b := backoff{base: 100 * time.Millisecond, limit: time.Second}
-	step := 100 * time.Millisecond
-	for range 10 {
-		w := b.wait()
-		if w < step/2 || w > step {
-			t.Fatalf("wait %v outside [%v, %v]", w, step/2, step)
-		}
-		step = min(2*step, time.Second)
-	}
-	b.reset()
-	if w := b.wait(); w > 100*time.Millisecond {
-		t.Fatalf("after reset wait %v", w)
-	}
-}

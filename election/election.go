@@ -25,10 +25,11 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
+
+	"github.com/cdcrelay/cdcrelay/internal/backoff"
 )
 
 // Log field names.
@@ -126,12 +127,12 @@ func (e *Elector) Acquire(ctx context.Context) (*Lease, error) {
 			closeConn(conn, e.t)
 		}
 	}()
-	b := backoff{base: min(e.t.interval, e.t.maxBackoff), limit: e.t.maxBackoff}
+	b := backoff.Backoff{Base: min(e.t.interval, e.t.maxBackoff), Limit: e.t.maxBackoff}
 	retry := func(err error) bool {
 		e.transition(nil, StateUnhealthy, err)
-		wait := b.wait()
+		wait := b.Next()
 		e.log.Warn().Err(err).Int64(fieldLockID, e.cfg.LockID).Dur(fieldRetryIn, wait).Msg("election: lock connection failed")
-		return sleep(ctx, wait)
+		return backoff.Sleep(ctx, wait)
 	}
 	for {
 		if conn == nil {
@@ -165,13 +166,13 @@ func (e *Elector) Acquire(ctx context.Context) (*Lease, error) {
 			}
 			continue
 		}
-		b.reset()
+		b.Reset()
 		if ok {
 			l := newLease(e, conn)
 			conn = nil
 			return l, nil
 		}
-		if !sleep(ctx, e.t.interval) {
+		if !backoff.Sleep(ctx, e.t.interval) {
 			return nil, ctx.Err()
 		}
 	}
@@ -207,17 +208,6 @@ func (e *Elector) transition(l *Lease, to State, cause error) {
 	e.obsMu.Unlock()
 	for _, fn := range obs {
 		fn(from, to)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

@@ -3,25 +3,25 @@ package publish
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cdcrelay/cdcrelay/internal/backoff"
 )
 
 // acker consumes acks in window order. A transient failure of the oldest
 // unresolved publish (or of a send) starts a recovery; a permanent refusal
 // dead-letters the event and goes on.
 func (p *Pipeline) acker(ctx context.Context) {
-	backoff := time.Duration(0)
+	retry := backoff.Backoff{Base: p.cfg.MinBackoff, Limit: p.cfg.MaxBackoff}
 	for {
 		p.mu.Lock()
 		if p.w.resolved == p.w.sent {
 			cause := p.sendErr
 			p.mu.Unlock()
 			if cause != nil {
-				backoff = p.nextBackoff(backoff)
-				if !p.recover(ctx, cause, false, backoff) {
+				if !p.recover(ctx, cause, false, &retry) {
 					return
 				}
 				continue
@@ -49,13 +49,12 @@ func (p *Pipeline) acker(ctx context.Context) {
 			}
 		}
 		if err != nil && !permanentAckErr(err) {
-			backoff = p.nextBackoff(backoff)
-			if !p.recover(ctx, err, true, backoff) {
+			if !p.recover(ctx, err, true, &retry) {
 				return
 			}
 			continue
 		}
-		backoff = 0
+		retry.Reset()
 		if fut != nil && err == nil && p.cfg.OnAck != nil {
 			p.cfg.OnAck(time.Since(sentAt))
 		}
@@ -81,15 +80,6 @@ func (p *Pipeline) acker(ctx context.Context) {
 	}
 }
 
-// nextBackoff doubles the wait between recoveries that make no progress,
-// from MinBackoff to MaxBackoff.
-func (p *Pipeline) nextBackoff(prev time.Duration) time.Duration {
-	if prev == 0 {
-		return p.cfg.MinBackoff
-	}
-	return min(2*prev, p.cfg.MaxBackoff)
-}
-
 // recover makes the window consistent with the stream after a failure: it
 // stops the sender, lets every outstanding publish resolve (so nothing sent
 // earlier can land after the resend), reads the stream's last message id
@@ -97,7 +87,7 @@ func (p *Pipeline) nextBackoff(prev time.Duration) time.Duration {
 // resumes sending from the first unresolved item. headFailed says the
 // oldest unresolved publish is the one that failed: its future is spent. It
 // returns false when ctx ended.
-func (p *Pipeline) recover(ctx context.Context, cause error, headFailed bool, backoff time.Duration) bool {
+func (p *Pipeline) recover(ctx context.Context, cause error, headFailed bool, retry *backoff.Backoff) bool {
 	p.report(cause)
 	p.mu.Lock()
 	p.paused = true
@@ -140,7 +130,7 @@ func (p *Pipeline) recover(ctx context.Context, cause error, headFailed bool, ba
 	}
 
 	for {
-		if !sleep(ctx, jitter(backoff)) {
+		if !backoff.Sleep(ctx, retry.Next()) {
 			return false
 		}
 		filter, last, err := p.streamState(ctx)
@@ -161,35 +151,12 @@ func (p *Pipeline) recover(ctx context.Context, cause error, headFailed bool, ba
 			return false
 		}
 		p.report(err)
-		backoff = p.nextBackoff(backoff)
 	}
 }
 
 func (p *Pipeline) report(err error) {
 	if p.cfg.OnRetry != nil {
 		p.cfg.OnRetry(err)
-	}
-}
-
-// jitter spreads d by ±20% so that relays recovering together do not retry in step.
-func jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return d - d/5 + time.Duration(rand.Int64N(int64(d)*2/5+1))
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

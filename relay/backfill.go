@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cdcrelay/cdcrelay/decode"
+	"github.com/cdcrelay/cdcrelay/internal/backoff"
 	"github.com/cdcrelay/cdcrelay/publish"
 	"github.com/cdcrelay/cdcrelay/replication"
 )
@@ -72,7 +73,7 @@ func (r *Relay) backfill(ctx context.Context, snap replication.Snapshot, pipe *p
 // waitIdle waits until everything submitted is acked, flipped and released.
 func waitIdle(ctx context.Context, pipe *publish.Pipeline) error {
 	for !pipe.Idle() {
-		if !sleep(ctx, 10*time.Millisecond) {
+		if !backoff.Sleep(ctx, 10*time.Millisecond) {
 			return ctx.Err()
 		}
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/cdcrelay/cdcrelay/checkpoint"
 	"github.com/cdcrelay/cdcrelay/election"
+	"github.com/cdcrelay/cdcrelay/internal/backoff"
 	"github.com/cdcrelay/cdcrelay/publish"
 	"github.com/cdcrelay/cdcrelay/replication"
 )
@@ -73,7 +74,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	defer r.close()
 
-	backoff := time.Duration(0)
+	retry := backoff.Backoff{Base: time.Second, Limit: 30 * time.Second}
 	for {
 		lease, err := r.elector.Acquire(ctx)
 		if err != nil {
@@ -89,7 +90,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.leaderSince.Store(0)
 		r.ends.add(termCause(err))
 		if time.Since(began) > time.Minute {
-			backoff = 0 // a term that ran a while was healthy: retry promptly
+			retry.Reset() // a term that ran a while was healthy: retry promptly
 		}
 		relCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if relErr := lease.Release(relCtx); relErr != nil && err == nil {
@@ -103,9 +104,9 @@ func (r *Relay) Run(ctx context.Context) error {
 		if errors.As(err, &fatal) {
 			return err
 		}
-		backoff = min(max(2*backoff, time.Second), 30*time.Second)
-		r.log.Error().Err(err).Dur("retry_in", backoff).Msg("leadership term ended")
-		if !sleep(ctx, backoff) {
+		wait := retry.Next()
+		r.log.Error().Err(err).Dur("retry_in", wait).Msg("leadership term ended")
+		if !backoff.Sleep(ctx, wait) {
 			return nil
 		}
 	}
@@ -181,14 +182,3 @@ func (r *Relay) State() election.State { return r.elector.State() }
 // HeartbeatAge is how long ago the last heartbeat came back through the slot
 // (zero before the first).
 func (r *Relay) HeartbeatAge() time.Duration { return r.heartbeat.age() }
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/cdcrelay/cdcrelay/decode"
+	"github.com/cdcrelay/cdcrelay/internal/backoff"
 	"github.com/cdcrelay/cdcrelay/publish"
 	"github.com/cdcrelay/cdcrelay/replication"
 )
@@ -161,7 +162,7 @@ func (rd *reader) drain(work context.Context) error {
 		if err := rd.maybeStatus(ctx, false); err != nil {
 			return err
 		}
-		if !sleep(ctx, 20*time.Millisecond) {
+		if !backoff.Sleep(ctx, 20*time.Millisecond) {
 			rd.r.log.Warn().Msg("shutdown timeout: events still in flight will be sent again by the next leader")
 			break
 		}
