@@ -30,10 +30,10 @@ func runCommand() *cli.Command {
 		&cli.DurationFlag{Name: "shutdown-timeout", EnvVars: []string{"CDCRELAY_SHUTDOWN_TIMEOUT"}, Value: relay.DefaultShutdownTimeout, Usage: "how long SIGTERM waits for in-flight acks"},
 		&cli.BoolFlag{Name: "ensure-stream", EnvVars: []string{"CDCRELAY_ENSURE_STREAM"}, Usage: "create or update the stream at start-up (needs --subjects)"},
 	}
-	return &cli.Command{
+	return withConfig(&cli.Command{
 		Name:  "run",
 		Usage: "stream bus.outbox into JetStream: the leader relays, other replicas stand by",
-		Flags: append(flags, streamFlags()...),
+		Flags: append(append(flags, streamFlags()...), operateFlags()...),
 		Action: func(c *cli.Context) error {
 			log, err := newLogger(c)
 			if err != nil {
@@ -41,6 +41,9 @@ func runCommand() *cli.Command {
 			}
 			cfg, err := runConfig(c)
 			if err != nil {
+				return err
+			}
+			if err := operateConfig(c, &cfg); err != nil {
 				return err
 			}
 			if c.Bool("embedded-nats") {
@@ -62,13 +65,9 @@ func runCommand() *cli.Command {
 				cfg.NATSURL = srv.URL()
 				log.Info().Str("url", srv.URL()).Str("store", dir).Msg("embedded JetStream server running")
 			}
-			r, err := relay.New(cfg, log)
-			if err != nil {
-				return err
-			}
-			return r.Run(c.Context)
+			return runRelay(c.Context, log, cfg, operationFrom(c))
 		},
-	}
+	})
 }
 
 func runConfig(c *cli.Context) (relay.Config, error) {

@@ -48,13 +48,13 @@ func streamCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "stream",
 		Usage: "manage the JetStream stream the relay publishes to",
-		Subcommands: []*cli.Command{{
+		Subcommands: []*cli.Command{withConfig(&cli.Command{
 			Name:  "ensure",
 			Usage: "create the stream, or update its subjects and limits (file storage, discard old)",
 			Flags: append([]cli.Flag{
 				natsURLFlag(),
 				&cli.StringFlag{Name: "stream", EnvVars: []string{"CDCRELAY_STREAM"}, Value: relay.DefaultStream, Usage: "stream name"},
-			}, streamFlags()...),
+			}, append(streamFlags(), natsSecurityFlags()...)...),
 			Action: func(c *cli.Context) error {
 				sc, err := streamConfigFrom(c)
 				if err != nil {
@@ -63,9 +63,9 @@ func streamCommand() *cli.Command {
 				if len(sc.Subjects) == 0 {
 					return fmt.Errorf("--subjects is required, e.g. --subjects 'orders.>,users.>'")
 				}
-				nc, err := nats.Connect(c.String("nats-url"))
+				nc, err := connectNATS(c, "cdcrelay stream ensure")
 				if err != nil {
-					return fmt.Errorf("connect to NATS: %w: check --nats-url", err)
+					return err
 				}
 				defer nc.Close()
 				js, err := jetstream.New(nc)
@@ -85,7 +85,7 @@ func streamCommand() *cli.Command {
 					orDefault(sc.DuplicateWindow, publish.DefaultDuplicateWindow), max(sc.Replicas, 1))
 				return nil
 			},
-		}},
+		})},
 	}
 }
 

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cdcrelay/cdcrelay/checkpoint"
+	"github.com/cdcrelay/cdcrelay/health"
+	"github.com/cdcrelay/cdcrelay/metrics"
+	"github.com/cdcrelay/cdcrelay/relay"
+	"github.com/cdcrelay/cdcrelay/retention"
+)
+
+// operateFlags are what `run` offers operators: the health and metrics
+// listener, retention, and NATS security.
+func operateFlags() []cli.Flag {
+	return append([]cli.Flag{
+		&cli.StringFlag{Name: "metrics-addr", EnvVars: []string{"CDCRELAY_METRICS_ADDR"}, Value: health.DefaultAddr, Usage: "host:port of /healthz, /readyz and /metrics (empty: no listener)"},
+		&cli.BoolFlag{Name: "pprof", EnvVars: []string{"CDCRELAY_PPROF"}, Usage: "serve /debug/pprof/ on --metrics-addr"},
+		&cli.DurationFlag{Name: "retention", EnvVars: []string{"CDCRELAY_RETENTION"}, Value: retention.DefaultRetention, Usage: "the leader deletes published outbox rows older than this (0: keep everything)"},
+	}, natsSecurityFlags()...)
+}
+
+// operateConfig applies the operator flags to cfg, refusing combinations
+// that cannot work with one line naming the flag.
+func operateConfig(c *cli.Context, cfg *relay.Config) error {
+	if c.Duration("retention") < 0 {
+		return fmt.Errorf("--retention %v: must be 0 (keep everything) or positive", c.Duration("retention"))
+	}
+	if c.Bool("pprof") && c.String("metrics-addr") == "" {
+		return fmt.Errorf("--pprof needs --metrics-addr to serve on")
+	}
+	if used := natsSecurityUsed(c); c.Bool("embedded-nats") && len(used) > 0 {
+		return fmt.Errorf("%s set with --embedded-nats, whose server has no authentication or TLS: drop it, or use --nats-url", used[0])
+	}
+	opts, err := natsSecurityOptions(c)
+	if err != nil {
+		return err
+	}
+	cfg.NATSOptions = append(cfg.NATSOptions, opts...)
+	return nil
+}
+
+// operation is how runRelay serves operators.
+type operation struct {
+	metricsAddr string // empty: no listener
+	pprof       bool
+	retention   time.Duration // 0: keep everything
+	secrets     []string      // scrubbed from errors
+	// started, if set, hears of the relay and the listener's address
+	// (empty without one) before the relay runs.
+	started func(r *relay.Relay, addr string)
+}
+
+func operationFrom(c *cli.Context) operation {
+	return operation{
+		metricsAddr: c.String("metrics-addr"),
+		pprof:       c.Bool("pprof"),
+		retention:   c.Duration("retention"),
+		secrets:     natsSecrets(c),
+	}
+}
+
+// runRelay runs the relay with its metrics, health endpoints, backlog
+// measurement and retention, until ctx ends or the relay fails.
+func runRelay(ctx context.Context, log zerolog.Logger, cfg relay.Config, op operation) error {
+	secrets := op.secrets
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace:   metrics.Namespace,
+			Name:        "build_info",
+			Help:        "1, labelled with the version of cdcrelay and of Go.",
+			ConstLabels: prometheus.Labels{"version": version, "go_version": runtime.Version()},
+		}, func() float64 { return 1 }))
+	ack, err := metrics.NewAckLatency(reg)
+	if err != nil {
+		return err
+	}
+	cfg.Publish.OnAck = ack.Observe
+
+	// A pool of its own, so scrapes and the backlog count never wait for
+	// (or hold up) the relay's connections.
+	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("--database-url: %w", err) // pgx masks the password
+	}
+	pcfg.MaxConns = 2
+	pcfg.ConnConfig.RuntimeParams["application_name"] = "cdcrelay metrics"
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return fmt.Errorf("--database-url: %w", err)
+	}
+	defer pool.Close()
+
+	backlog := metrics.NewBacklog(pool, metrics.BacklogConfig{}, log)
+	cfg.WhileLeading = append(cfg.WhileLeading, func(ctx context.Context, _ checkpoint.Runner) error { return backlog.Run(ctx) })
+	var prune metrics.PruneStats
+	if keep := op.retention; keep > 0 {
+		if err := checkDeletePrivilege(ctx, pool); err != nil {
+			return err
+		}
+		p, err := retention.New(retention.Config{Retention: keep}, log)
+		if err != nil {
+			return fmt.Errorf("--retention: %w", err)
+		}
+		cfg.WhileLeading = append(cfg.WhileLeading, p.Run)
+		prune = p
+	}
+
+	r, err := relay.New(cfg, log)
+	if err != nil {
+		return redactError(err, secrets...)
+	}
+	if err := metrics.Register(reg, metrics.Config{Relay: r, Pool: pool, Slot: cfg.Slot, Backlog: backlog, Prune: prune}); err != nil {
+		return err
+	}
+	var srv *health.Server
+	if addr := op.metricsAddr; addr != "" {
+		if srv, err = health.Listen(health.Config{Addr: addr, Ready: r.Ready, Gatherer: reg, Pprof: op.pprof}); err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+	}
+	ev := log.Info().Str("database", redact(cfg.DatabaseURL)).Str("nats", redact(cfg.NATSURL)).
+		Str("stream", cfg.Publish.Stream).Str("slot", cfg.Slot).Dur("retention", op.retention)
+	addr := ""
+	if srv != nil {
+		addr = srv.Addr()
+		ev = ev.Str("metrics", "http://"+addr+"/metrics")
+	}
+	ev.Msg("starting cdcrelay " + version)
+	if op.started != nil {
+		op.started(r, addr)
+	}
+
+	// The listener outlives the relay's drain, so /healthz answers until
+	// the process is about to exit.
+	relayCtx, stopRelay := context.WithCancel(ctx)
+	defer stopRelay()
+	serveCtx, stopServing := context.WithCancel(context.Background())
+	defer stopServing()
+	var g errgroup.Group
+	g.Go(func() error {
+		defer stopServing()
+		return r.Run(relayCtx)
+	})
+	if srv != nil {
+		g.Go(func() error {
+			err := srv.Serve(serveCtx)
+			if err != nil {
+				stopRelay()
+			}
+			return err
+		})
+	}
+	return redactError(g.Wait(), secrets...)
+}
+
+// checkDeletePrivilege fails start-up when retention is on and the role may
+// not delete from the outbox: pruning would otherwise fail every minute for
+// as long as the relay runs. Other problems are left to the relay's own
+// start-up checks, which name the fix.
+func checkDeletePrivilege(ctx context.Context, pool *pgxpool.Pool) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var ok *bool
+	var user string
+	err := pool.QueryRow(ctx, `SELECT CASE WHEN to_regclass('bus.outbox') IS NOT NULL
+  THEN has_table_privilege('bus.outbox', 'DELETE') END, current_user`).Scan(&ok, &user)
+	if err != nil || ok == nil || *ok {
+		return nil
+	}
+	return fmt.Errorf("--retention: role %s lacks DELETE on bus.outbox: GRANT DELETE ON bus.outbox TO %s, or run with --retention 0", user, user)
+}
