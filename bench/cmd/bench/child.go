@@ -60,8 +60,20 @@ func natsMain(args []string) error {
 	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
 	store := fs.String("store", "", "JetStream store directory")
 	port := fs.Int("port", 0, "client port")
+	profile := fs.String("cpuprofile", "", "write a CPU profile here")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	srv, err := natsserver.Start(natsserver.Options{StoreDir: *store, Port: *port})
 	if err != nil {

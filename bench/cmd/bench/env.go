@@ -109,7 +109,11 @@ func setup(ctx context.Context, o *options) (_ *env, err error) {
 		return nil, err
 	}
 	storeDir := filepath.Join(e.work, "jetstream")
-	if e.natsProc, err = sut.Start("nats", e.self, []string{"nats", "-store", storeDir, "-port", strconv.Itoa(port)}, e.work); err != nil {
+	args := []string{"nats", "-store", storeDir, "-port", strconv.Itoa(port)}
+	if o.profileDir != "" {
+		args = append(args, "-cpuprofile", filepath.Join(o.profileDir, "nats.pprof"))
+	}
+	if e.natsProc, err = sut.Start("nats", e.self, args, e.work); err != nil {
 		return nil, err
 	}
 	if _, err = e.natsProc.WaitLine(ctx, "ready", 0, 30*time.Second); err != nil {

@@ -43,6 +43,13 @@ func main() {
 	if err != nil {
 		os.Exit(2)
 	}
+	if o.render != "" {
+		if err := render(o.render); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o); err != nil {
@@ -150,11 +157,11 @@ func (e *env) runRounds(ctx context.Context, res *report.Results, systems []syst
 }
 
 // runHeavy runs the once-per-system measurements: the throughput search,
-// the backlog and the failovers.
+// the backlog and the failovers, the systems taking turns.
 func (e *env) runHeavy(ctx context.Context, res *report.Results, systems []system) {
 	o := e.o
-	for _, sys := range systems {
-		for _, m := range []string{"sustain", "catchup", "failover"} {
+	for _, m := range []string{"sustain", "catchup", "failover"} {
+		for _, sys := range systems {
 			if !o.only[m] || ctx.Err() != nil {
 				continue
 			}
@@ -223,17 +230,31 @@ func (e *env) inSession(ctx context.Context, sys system, f func(*session) error)
 	return f(s)
 }
 
+// render rewrites the Markdown and SVG beside an earlier run's JSON.
+func render(jsonPath string) error {
+	res, err := report.Read(jsonPath)
+	if err != nil {
+		return err
+	}
+	dir, name := filepath.Split(jsonPath)
+	return writeFiles(dir, strings.TrimSuffix(name, ".json"), res, false)
+}
+
 func write(o *options, res *report.Results) error {
 	stamp := res.Started.Format("2006-01-02")
 	if o.quick {
 		stamp += "-quick"
 	}
-	base := filepath.Join(o.out, stamp)
-	svg := res.SVG()
-	svgName := ""
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}
+	return writeFiles(o.out, stamp, res, true)
+}
+
+func writeFiles(dir, stamp string, res *report.Results, withJSON bool) error {
+	base := filepath.Join(dir, stamp)
+	svg := res.SVG()
+	svgName := ""
 	if svg != "" {
 		svgName = stamp + ".svg"
 		if err := os.WriteFile(base+".svg", []byte(svg), 0o644); err != nil {
@@ -244,8 +265,10 @@ func write(o *options, res *report.Results) error {
 	if err := os.WriteFile(base+".md", []byte(md), 0o644); err != nil {
 		return err
 	}
-	if err := res.Write(base + ".json"); err != nil {
-		return err
+	if withJSON {
+		if err := res.Write(base + ".json"); err != nil {
+			return err
+		}
 	}
 	fmt.Println(md)
 	fmt.Fprintf(os.Stderr, "wrote %s.{md,json,svg} in %v (%s)\n", base, res.Duration.Round(time.Second), runtime.Version())

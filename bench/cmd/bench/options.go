@@ -38,6 +38,7 @@ type options struct {
 	failovers    int
 	failoverRate float64
 
+	render      string
 	maxForeign  float64
 	quietBudget time.Duration
 	profileDir  string
@@ -73,7 +74,8 @@ func parseOptions(args []string) (*options, error) {
 	fs.Float64Var(&o.failoverRate, "failover-rate", 2000, "offered rate during failovers, events/s")
 	fs.Float64Var(&o.maxForeign, "max-foreign", 0.3, "wait before a run while others use more than this many cores")
 	fs.DurationVar(&o.quietBudget, "quiet-budget", time.Minute, "the most the whole run waits for a quiet machine")
-	fs.StringVar(&o.profileDir, "profile", "", "write the poller's CPU profiles here")
+	fs.StringVar(&o.render, "render", "", "only render the Markdown and SVG of an earlier run's JSON file")
+	fs.StringVar(&o.profileDir, "profile", "", "write CPU profiles of the poller replicas and the NATS server here")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -144,11 +144,23 @@ func (s *session) waitAcked(ctx context.Context, base uint64, n int64, timeout t
 	}
 }
 
-// waitFlowing writes a canary event and waits until it is in JetStream and
-// flipped: the system leads and streams (for cdcrelay: its slot exists and
-// its initial backfill is done). p is the replica started last, watched so
-// that one that exits does not cost the whole timeout.
+// waitFlowing waits until the system streams: a canary event written now
+// reaches JetStream and is flipped, twice. The first may be published by
+// cdcrelay's initial backfill of a new slot (it was written before the slot
+// existed); the second was written after that canary was flipped, so it can
+// only come through the slot once the backfill is complete and recorded. p
+// is the replica started last, watched so that one that exits does not cost
+// the whole timeout.
 func (s *session) waitFlowing(ctx context.Context, p *sut.Proc) error {
+	for range 2 {
+		if err := s.canary(ctx, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *session) canary(ctx context.Context, p *sut.Proc) error {
 	s.canaries++
 	nonce := []byte(fmt.Sprintf("canary %d", s.canaries))
 	if _, err := outbox.Publish(ctx, s.q, canarySubject, nonce); err != nil {

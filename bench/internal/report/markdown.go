@@ -29,6 +29,7 @@ func (r *Results) Markdown(svgName string) string {
 		st.PayloadBytes, st.Writers, st.Window, st.Rounds)
 
 	t := newTable("measurement", "no consumer", "cdcrelay", "poller", "cdcrelay target")
+	r.idleRow(t)
 	r.writerRows(t)
 	r.sustainRows(t)
 	r.latencyRows(t)
@@ -36,6 +37,7 @@ func (r *Results) Markdown(svgName string) string {
 	r.catchupRows(t)
 	r.failoverRows(t)
 	b.WriteString(t.String())
+	b.WriteString(r.targets())
 	if svgName != "" {
 		fmt.Fprintf(&b, "\n![latency percentiles vs offered rate](%s)\n", svgName)
 	}
@@ -48,6 +50,27 @@ func capitalize(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+func (r *Results) idleRow(t *table) {
+	if len(r.Idle) == 0 {
+		return
+	}
+	row := []string{"Idle: CPU used with nothing to publish (relay or poller + Postgres + NATS), cores", "–"}
+	for _, sys := range []string{Relay, Poller} {
+		var runs []IdleRun
+		for _, i := range r.Idle {
+			if i.System == sys {
+				runs = append(runs, i)
+			}
+		}
+		if len(runs) == 0 {
+			row = append(row, "–")
+			continue
+		}
+		row = append(row, span(pick(runs, func(i IdleRun) float64 { return i.Consumer + i.PG + i.NATS }), func(v float64) string { return fmt.Sprintf("%.3f", v) }))
+	}
+	t.row(append(row, "")...)
 }
 
 func (r *Results) writers(system string, batch int) []WriterRun {

@@ -202,6 +202,19 @@ type FailoverRun struct {
 	Duplicates int64 `json:"duplicates"`
 }
 
+// Read loads results written by Write.
+func Read(path string) (*Results, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", path, err)
+	}
+	return &r, nil
+}
+
 // Write stores the results as JSON at path.
 func (r *Results) Write(path string) error {
 	b, err := json.MarshalIndent(r, "", "  ")
