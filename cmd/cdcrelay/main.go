@@ -52,6 +52,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			migrateCommand(),
 			streamCommand(),
 			statusCommand(),
+			deadletterCommand(),
 			versionCommand(),
 		},
 		Writer:    stdout,
