@@ -53,6 +53,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			streamCommand(),
 			statusCommand(),
 			deadletterCommand(),
+			demoCommand(),
 			versionCommand(),
 		},
 		Writer:    stdout,
