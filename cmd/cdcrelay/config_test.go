@@ -64,7 +64,7 @@ func TestConfigFileMistakes(t *testing.T) {
 		{"type.yaml", "lock-id: [1, 2]\n", "lock-id"},
 		{"broken.toml", "slot = \n", "--config"},
 		{"cdcrelay.conf", "slot: x\n", "name it .yaml, .yml or .toml"},
-		{"combo.yaml", "embedded-nats: true\nnats-url: nats://127.0.0.1:4222\nnats-token: t0ken\n", "--nats-token set with --embedded-nats"},
+		{"combo.yaml", "database-url: postgres://a@127.0.0.1:1/x\nembedded-nats: true\nnats-url: nats://127.0.0.1:4222\nnats-token: t0ken\n", "--nats-token set with --embedded-nats"},
 	} {
 		path := writeFile(t, tc.name, tc.text)
 		code, _, errOut := runCLI(t, "run", "--config", path)

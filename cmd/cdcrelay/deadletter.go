@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -85,7 +84,7 @@ func scanDeadLetter(row pgx.CollectableRow) (deadLetter, error) {
 func connectDB(c *cli.Context, name string) (*pgx.Conn, error) {
 	url := c.String("database-url")
 	if url == "" {
-		return nil, errors.New("--database-url is not set (or CDCRELAY_DATABASE_URL, or database-url in --config)")
+		return nil, errDatabaseURL
 	}
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {

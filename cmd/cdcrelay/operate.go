@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"time"
@@ -20,6 +21,10 @@ import (
 	"github.com/cdcrelay/cdcrelay/retention"
 )
 
+// errDatabaseURL is the one line for a missing --database-url, which the
+// config file may set, so no command marks it required.
+var errDatabaseURL = errors.New("--database-url is not set (or CDCRELAY_DATABASE_URL, or database-url in --config)")
+
 // operateFlags are what `run` offers operators: the health and metrics
 // listener, retention, and NATS security.
 func operateFlags() []cli.Flag {
@@ -33,6 +38,9 @@ func operateFlags() []cli.Flag {
 // operateConfig applies the operator flags to cfg, refusing combinations
 // that cannot work with one line naming the flag.
 func operateConfig(c *cli.Context, cfg *relay.Config) error {
+	if cfg.DatabaseURL == "" {
+		return errDatabaseURL
+	}
 	if c.Duration("retention") < 0 {
 		return fmt.Errorf("--retention %v: must be 0 (keep everything) or positive", c.Duration("retention"))
 	}

@@ -38,7 +38,7 @@ stream cannot be read. Dead letters waiting for a replay are a warning.`,
 		}, natsSecurityFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.String("database-url") == "" {
-				return errors.New("--database-url is not set (or CDCRELAY_DATABASE_URL, or database-url in --config)")
+				return errDatabaseURL
 			}
 			st, err := gatherStatus(c.Context, c)
 			if err != nil {
