@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,6 +19,7 @@ import (
 	"github.com/cdcrelay/cdcrelay/health"
 	"github.com/cdcrelay/cdcrelay/metrics"
 	"github.com/cdcrelay/cdcrelay/relay"
+	"github.com/cdcrelay/cdcrelay/replication"
 	"github.com/cdcrelay/cdcrelay/retention"
 )
 
@@ -61,9 +63,12 @@ func operateConfig(c *cli.Context, cfg *relay.Config) error {
 // operation is how runRelay serves operators.
 type operation struct {
 	metricsAddr string // empty: no listener
-	pprof       bool
-	retention   time.Duration // 0: keep everything
-	secrets     []string      // scrubbed from errors
+	// metricsDefault says metricsAddr is the default, not chosen: if that
+	// port is taken the relay runs without a listener (and warns).
+	metricsDefault bool
+	pprof          bool
+	retention      time.Duration // 0: keep everything
+	secrets        []string      // scrubbed from errors
 	// started, if set, hears of the relay and the listener's address
 	// (empty without one) before the relay runs.
 	started func(r *relay.Relay, addr string)
@@ -71,10 +76,11 @@ type operation struct {
 
 func operationFrom(c *cli.Context) operation {
 	return operation{
-		metricsAddr: c.String("metrics-addr"),
-		pprof:       c.Bool("pprof"),
-		retention:   c.Duration("retention"),
-		secrets:     natsSecrets(c),
+		metricsAddr:    c.String("metrics-addr"),
+		metricsDefault: !c.IsSet("metrics-addr"),
+		pprof:          c.Bool("pprof"),
+		retention:      c.Duration("retention"),
+		secrets:        natsSecrets(c),
 	}
 }
 
@@ -100,13 +106,14 @@ func runRelay(ctx context.Context, log zerolog.Logger, cfg relay.Config, op oper
 	// (or hold up) the relay's connections.
 	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
 	if err != nil {
-		return fmt.Errorf("--database-url: %w", err) // pgx masks the password
+		// Worded as the relay words it; pgx masks the password.
+		return fmt.Errorf("database URL: %w: check --database-url", err)
 	}
 	pcfg.MaxConns = 2
 	pcfg.ConnConfig.RuntimeParams["application_name"] = "cdcrelay metrics"
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
-		return fmt.Errorf("--database-url: %w", err)
+		return fmt.Errorf("database URL: %w: check --database-url", err)
 	}
 	defer pool.Close()
 
@@ -114,7 +121,7 @@ func runRelay(ctx context.Context, log zerolog.Logger, cfg relay.Config, op oper
 	cfg.WhileLeading = append(cfg.WhileLeading, func(ctx context.Context, _ checkpoint.Runner) error { return backlog.Run(ctx) })
 	var prune metrics.PruneStats
 	if keep := op.retention; keep > 0 {
-		if err := checkDeletePrivilege(ctx, pool); err != nil {
+		if err := checkRetention(ctx, pool, cfg); err != nil {
 			return err
 		}
 		p, err := retention.New(retention.Config{Retention: keep}, log)
@@ -134,7 +141,14 @@ func runRelay(ctx context.Context, log zerolog.Logger, cfg relay.Config, op oper
 	}
 	var srv *health.Server
 	if addr := op.metricsAddr; addr != "" {
-		if srv, err = health.Listen(health.Config{Addr: addr, Ready: r.Ready, Gatherer: reg, Pprof: op.pprof}); err != nil {
+		srv, err = health.Listen(health.Config{Addr: addr, Ready: r.Ready, Gatherer: reg, Pprof: op.pprof})
+		switch {
+		case err != nil && op.metricsDefault && errors.Is(err, syscall.EADDRINUSE):
+			// Another relay on this host has the default port. Running
+			// without metrics beats not running; a chosen address must work.
+			log.Warn().Err(err).Msg("no /metrics, /healthz or /readyz: the default --metrics-addr is in use; set another")
+			srv = nil
+		case err != nil:
 			return fmt.Errorf("--metrics-addr: %w", err)
 		}
 	}
@@ -173,19 +187,26 @@ func runRelay(ctx context.Context, log zerolog.Logger, cfg relay.Config, op oper
 	return redactError(g.Wait(), secrets...)
 }
 
-// checkDeletePrivilege fails start-up when retention is on and the role may
-// not delete from the outbox: pruning would otherwise fail every minute for
-// as long as the relay runs. Other problems are left to the relay's own
-// start-up checks, which name the fix.
-func checkDeletePrivilege(ctx context.Context, pool *pgxpool.Pool) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+// checkRetention fails start-up when retention is on and the role may not
+// delete from the outbox: pruning would otherwise fail every minute for as
+// long as the relay runs. It runs the relay's own start-up checks with
+// DELETE added, so problems come in the order and words the relay would use;
+// when the server cannot be reached at all, the relay's start says so.
+func checkRetention(ctx context.Context, pool *pgxpool.Pool, cfg relay.Config) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	var ok *bool
-	var user string
-	err := pool.QueryRow(ctx, `SELECT CASE WHEN to_regclass('bus.outbox') IS NOT NULL
-  THEN has_table_privilege('bus.outbox', 'DELETE') END, current_user`).Scan(&ok, &user)
-	if err != nil || ok == nil || *ok {
+	if pool.Ping(ctx) != nil {
 		return nil
 	}
-	return fmt.Errorf("--retention: role %s lacks DELETE on bus.outbox: GRANT DELETE ON bus.outbox TO %s, or run with --retention 0", user, user)
+	check := replication.CheckConfig{Slot: cfg.Slot, Publication: cfg.Publication, Delete: true}
+	err := replication.Check(ctx, pool, check)
+	var problem *replication.CheckError
+	if !errors.As(err, &problem) {
+		return nil // not a precondition: the relay's start reports it
+	}
+	check.Delete = false
+	if replication.Check(ctx, pool, check) == nil {
+		return fmt.Errorf("--retention: %w, or run with --retention 0", problem)
+	}
+	return err
 }

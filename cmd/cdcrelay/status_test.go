@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cdcrelay/cdcrelay/health"
 	"github.com/cdcrelay/cdcrelay/internal/relaytest"
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
 	"github.com/cdcrelay/cdcrelay/outbox"
@@ -140,5 +142,26 @@ func TestRunRefusesBadCombinations(t *testing.T) {
 		if code != 1 || errOut != tc.want {
 			t.Errorf("run %v: status %d, stderr %q, want %q", tc.args, code, errOut, tc.want)
 		}
+	}
+}
+
+// Two relays on one host with default flags: the second runs without the
+// listener (and says so) rather than not at all; a chosen address in use
+// fails at start-up.
+func TestDefaultMetricsPortInUse(t *testing.T) {
+	if ln, err := net.Listen("tcp", health.DefaultAddr); err == nil {
+		defer ln.Close() // else someone else holds it, which does as well
+	}
+	h := relaytest.New(t, env, true)
+	p := startCLI(t, "--log-format", "json", "run", "--database-url", h.URL, "--nats-url", h.NATS.URL())
+	testenv.Eventually(t, time.Minute, func() error {
+		if !strings.Contains(p.errOut.String(), "the default --metrics-addr is in use") || !strings.Contains(p.errOut.String(), `"message":"streaming"`) {
+			return &statusError{p.errOut.String()}
+		}
+		return nil
+	})
+	code, _, errOut := runCLI(t, "run", "--database-url", h.URL, "--nats-url", h.NATS.URL(), "--metrics-addr", health.DefaultAddr)
+	if code != 1 || !strings.Contains(errOut, "cdcrelay: --metrics-addr: listen on 127.0.0.1:9187: ") {
+		t.Errorf("chosen address in use: %d %q", code, errOut)
 	}
 }
