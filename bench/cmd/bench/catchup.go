@@ -69,6 +69,9 @@ func (s *session) runCatchup(ctx context.Context) (report.CatchupRun, error) {
 	if err != nil {
 		return run, err
 	}
+	// The profile covers the drain if it takes at least 5 s.
+	wait := s.profileLeader(ctx, "catchup", 5*time.Second)
+	defer wait()
 	lastAck, err := s.waitAcked(ctx, base, o.backlog, 10*time.Minute)
 	if err != nil {
 		return run, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/cdcrelay/cdcrelay/bench/internal/hist"
@@ -40,7 +41,9 @@ func (s *session) runLatency(ctx context.Context, round int, rate float64) (repo
 	if err != nil {
 		return run, err
 	}
+	wait := s.profileLeader(ctx, fmt.Sprintf("latency-%.0f-r%d", rate, round), o.latencyDur)
 	res, err := g.Run(ctx, time.Now().Add(10*time.Millisecond))
+	wait()
 	if err != nil {
 		return run, err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"time"
 
@@ -92,7 +93,12 @@ func (s *session) probe(ctx context.Context, rate float64, window time.Duration)
 	}
 	start := time.Now()
 	lag := s.sampleLag(ctx, start, base, g.Written)
+	wait := func() {}
+	if window == o.sustainWindow {
+		wait = s.profileLeader(ctx, fmt.Sprintf("sustain-%.0f", rate), window)
+	}
 	res, err := g.Run(ctx, start)
+	wait()
 	samples, lerr := lag.stop()
 	if err != nil {
 		return p, err

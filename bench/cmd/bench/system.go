@@ -98,6 +98,8 @@ type relaySystem struct {
 	bin   string
 	extra []string
 	env   *env
+	// addrs are the replicas' --metrics-addr (where /debug/pprof is).
+	addrs map[*sut.Proc]string
 }
 
 func (*relaySystem) name() string                            { return report.Relay }
@@ -108,7 +110,14 @@ func (r *relaySystem) slot(s *session) string { return "cdcrelay_" + s.db }
 
 func (r *relaySystem) start(ctx context.Context, s *session, waitLead bool) (*sut.Proc, error) {
 	r.n++
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	args := []string{"--log-level", "info", "run",
+		// Replicas share the machine: each needs its own listener.
+		"--metrics-addr", addr,
 		"--database-url", s.url,
 		"--nats-url", r.env.natsURL,
 		"--stream", streamName,
@@ -117,11 +126,18 @@ func (r *relaySystem) start(ctx context.Context, s *session, waitLead bool) (*su
 		"--max-in-flight", strconv.Itoa(r.env.o.window),
 		"--election-interval", "1s",
 	}
+	if r.env.o.profileDir != "" {
+		args = append(args, "--pprof")
+	}
 	args = append(args, r.extra...)
 	p, err := sut.Start(fmt.Sprintf("%s-relay-%d", s.db, r.n), r.bin, args, r.env.work)
 	if err != nil {
 		return nil, err
 	}
+	if r.addrs == nil {
+		r.addrs = map[*sut.Proc]string{}
+	}
+	r.addrs[p] = addr
 	r.procs = append(r.procs, p)
 	if waitLead {
 		return p, s.waitFlowing(ctx, p)
