@@ -56,7 +56,7 @@ func newCollector(cfg Config) *collector {
 			"Bytes of the events in flight."),
 		confirmed: desc("confirmed_lsn_bytes", "WAL position (as a byte offset) this process confirmed, or will confirm next, to the slot."),
 		lagSeconds: desc("slot_lag_seconds",
-			"Age of the oldest commit read from the slot and not yet confirmed; 0 when nothing is in flight."),
+			"Age of the oldest commit read from the slot and not yet confirmed; 0 when nothing is in flight; exported by the streaming leader only."),
 		heartbeatAge: desc("heartbeat_age_seconds", "Time since a heartbeat last came back through the slot; absent before the first."),
 		heartbeatRTT: desc("heartbeat_rtt_seconds", "Time the last heartbeat took from pg_logical_emit_message back to the relay through the slot."),
 		heartbeatStale: desc("heartbeat_stale",
@@ -129,11 +129,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if s.Confirmed != 0 {
 		gauge(c.confirmed, float64(s.Confirmed))
 	}
-	lag := 0.0
-	if !s.OldestPending.IsZero() {
-		lag = max(now.Sub(s.OldestPending).Seconds(), 0)
+	// Only the streaming leader knows: a standby's 0 would hide, in a max()
+	// over replicas, the lag of a leader that stopped reporting.
+	if s.Streaming {
+		lag := 0.0
+		if !s.OldestPending.IsZero() {
+			lag = max(now.Sub(s.OldestPending).Seconds(), 0)
+		}
+		gauge(c.lagSeconds, lag)
 	}
-	gauge(c.lagSeconds, lag)
 
 	if s.HeartbeatAge > 0 {
 		gauge(c.heartbeatAge, s.HeartbeatAge.Seconds())

@@ -165,7 +165,7 @@ func TestMetricsMoveAsEventsFlow(t *testing.T) {
 		eq("cdcrelay_publish_ack_latency_seconds", n), eq("cdcrelay_events_dead_lettered_total", 0),
 		eq("cdcrelay_in_flight_events", 0), eq("cdcrelay_outbox_unpublished_events", 0),
 		gt("cdcrelay_confirmed_lsn_bytes", 0), gt("cdcrelay_heartbeat_age_seconds", 0),
-		eq("cdcrelay_slot_invalidated", 0, "slot", "cdcrelay"),
+		eq("cdcrelay_slot_invalidated", 0, "slot", "cdcrelay"), eq("cdcrelay_slot_lag_seconds", 0),
 	)
 	if v, ok := value(scrape(t, addr), "cdcrelay_slot_lag_bytes", "slot", "cdcrelay"); !ok || v < 0 {
 		t.Errorf("slot lag bytes = %v (present %v)", v, ok)
@@ -180,7 +180,7 @@ func TestMetricsMoveAsEventsFlow(t *testing.T) {
 		}
 	}
 	waitMetrics(t, addr, eq("cdcrelay_outbox_unpublished_events", 20), gt("cdcrelay_outbox_oldest_unpublished_age_seconds", 0),
-		gt("cdcrelay_slot_lag_bytes", 0, "slot", "cdcrelay"))
+		gt("cdcrelay_slot_lag_bytes", 0, "slot", "cdcrelay"), gt("cdcrelay_slot_lag_seconds", 0), gt("cdcrelay_in_flight_events", 0))
 	h.NATS.Start(t)
 	h.WaitAllDelivered(time.Minute)
 	waitMetrics(t, addr, eq("cdcrelay_outbox_unpublished_events", 0), eq("cdcrelay_outbox_oldest_unpublished_age_seconds", 0),
