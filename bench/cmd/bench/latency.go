@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/cdcrelay/cdcrelay/bench/internal/hist"
@@ -86,10 +89,34 @@ func (s *session) runLatency(ctx context.Context, round int, rate float64) (repo
 		intendedRecv.Record(recv - intended)
 	}
 	run.CommitAck, run.CommitRecv, run.IntendedRecv = percentiles(commitAck), percentiles(commitRecv), percentiles(intendedRecv)
+	if o.profileDir != "" {
+		if err := writeTimes(filepath.Join(o.profileDir, fmt.Sprintf("%s-%s-latency-%.0f-r%d.csv", s.db, s.sys.name(), rate, round)), g, res, r); err != nil {
+			s.env.logf("  %v", err)
+		}
+	}
 	s.env.logf("  latency %-8s %6.0f/s: commit→ack p50 %.2f p99 %.2f p99.9 %.2f max %.2f ms; intended→recv p99 %.2f ms; %.1f events/tx%s",
 		s.sys.name(), rate, run.CommitAck.P50, run.CommitAck.P99, run.CommitAck.P999, run.CommitAck.Max,
 		run.IntendedRecv.P99, run.EventsPerTx, map[bool]string{true: ", BEHIND", false: ""}[run.Behind])
 	return run, nil
+}
+
+// writeTimes dumps every event's times (Unix ns) for a look at latency
+// over the run, next to the profiles.
+func writeTimes(path string, g *load.Generator, res load.Result, r *receiver) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	fmt.Fprintln(w, "seq,intended,begin,commit,ack,recv")
+	for i := range res.Scheduled {
+		fmt.Fprintf(w, "%d,%d,%d,%d,%d,%d\n", i, g.Intended(i), res.Begin[i], res.Commit[i], r.ackAt(i), r.recvAt(i))
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 func percentiles(h *hist.Histogram) report.Percentiles {

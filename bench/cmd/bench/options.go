@@ -84,7 +84,7 @@ func parseOptions(args []string) (*options, error) {
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		quick := map[string]string{
 			"rounds": "1", "writer-duration": "2s", "latency-rates": "1000,10000", "latency-duration": "3s",
-			"sustain-probes": "2", "sustain-probe": "3s", "sustain-window": "5s",
+			"sustain-probes": "2", "sustain-probe": "3s", "sustain-window": "4s",
 			"backlog": "100000", "failovers": "2", "quiet-budget": "5s", "idle-duration": "1s",
 		}
 		for name, v := range quick {
