@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cdcrelay/cdcrelay/migrations/migratetest"
 	"github.com/cdcrelay/cdcrelay/replication"
 )
 
@@ -14,13 +15,10 @@ import (
 // The walsender's decoding is usually the ceiling; allocs/op shows what the
 // receive path itself costs.
 func BenchmarkReceive(b *testing.B) {
-	u := env.DB(b)
+	u := migratetest.DB(b, env)
 	pool := testenvPool(b, u)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if _, err := pool.Exec(ctx, schemaSQL+`CREATE PUBLICATION `+publication+` FOR TABLE bus.outbox WITH (publish = 'insert')`); err != nil {
-		b.Fatal(err)
-	}
 	c, err := replication.Connect(ctx, u)
 	if err != nil {
 		b.Fatal(err)

@@ -272,16 +272,21 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
 }
 
 func (c *checker) privileges(ctx context.Context) error {
-	var sel, upd, del, ins, emit bool
+	var sel, upd, del, ins, dlSel, emit bool
+	var slots *bool // nil when bus.relay_slot does not exist yet
 	if err := c.query(ctx, "privileges", `
 SELECT has_table_privilege($1::text::regclass, 'SELECT'),
        has_column_privilege($1::text::regclass, 'published_to_nats', 'UPDATE')
          AND has_column_privilege($1::text::regclass, 'published_at', 'UPDATE'),
        has_table_privilege($1::text::regclass, 'DELETE'),
        has_table_privilege($2::text::regclass, 'INSERT'),
+       has_column_privilege($2::text::regclass, 'event_id', 'SELECT'),
+       CASE WHEN to_regclass($3) IS NOT NULL THEN
+         has_table_privilege($3, 'SELECT') AND has_table_privilege($3, 'INSERT') AND has_table_privilege($3, 'UPDATE')
+       END,
        coalesce((SELECT bool_or(has_function_privilege(p.oid, 'EXECUTE'))
                  FROM pg_proc p WHERE p.proname = 'pg_logical_emit_message'), false)`,
-		[]any{c.outbox.quoted(), c.deadLetter.quoted()}, &sel, &upd, &del, &ins, &emit); err != nil {
+		[]any{c.outbox.quoted(), c.deadLetter.quoted(), c.relaySlot()}, &sel, &upd, &del, &ins, &dlSel, &slots, &emit); err != nil {
 		return err
 	}
 	grant := func(priv string, t table) *CheckError {
@@ -297,11 +302,25 @@ SELECT has_table_privilege($1::text::regclass, 'SELECT'),
 		return grant("DELETE", c.outbox)
 	case !ins:
 		return grant("INSERT", c.deadLetter)
+	case !dlSel:
+		// INSERT ... ON CONFLICT (event_id) reads the conflict column.
+		return grant("SELECT (event_id)", c.deadLetter)
+	case slots == nil:
+		return problem("run `cdcrelay migrate` against this database", "table %s does not exist", c.relaySlot())
+	case !*slots:
+		return problem(fmt.Sprintf("GRANT SELECT, INSERT, UPDATE ON %s TO %s", c.relaySlot(), c.ident(c.user)),
+			"role %s lacks SELECT, INSERT or UPDATE on %s", c.user, c.relaySlot())
 	case !emit:
 		return problem(fmt.Sprintf("GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO %s", c.ident(c.user)),
 			"role %s may not call pg_logical_emit_message, which the heartbeat needs", c.user)
 	}
 	return nil
+}
+
+// relaySlot is where the relay records which slots completed their
+// backfill: bus.relay_slot, beside the outbox.
+func (c *checker) relaySlot() string {
+	return table{schema: c.outbox.schema, name: "relay_slot"}.quoted()
 }
 
 func (c *checker) publication(ctx context.Context) error {

@@ -55,7 +55,8 @@ func TestCheck(t *testing.T) {
 	relayGrants := []string{
 		`GRANT USAGE ON SCHEMA bus TO $role`,
 		`GRANT SELECT, UPDATE ON bus.outbox TO $role`,
-		`GRANT INSERT ON bus.dead_letter TO $role`,
+		`GRANT INSERT, SELECT (event_id) ON bus.dead_letter TO $role`,
+		`GRANT SELECT, INSERT, UPDATE ON bus.relay_slot TO $role`,
 	}
 
 	cases := []struct {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
+	"github.com/cdcrelay/cdcrelay/migrations/migratetest"
 	"github.com/cdcrelay/cdcrelay/replication"
 )
 
@@ -20,34 +21,6 @@ var env *testenv.Env
 func TestMain(m *testing.M) { testenv.Run(m, &env) }
 
 const publication = "cdcrelay_outbox"
-
-// schemaSQL is the part of the migrations' schema these tests rely on,
-// created by hand so the package does not wait on migrations/.
-const schemaSQL = `
-CREATE SCHEMA bus;
-CREATE TABLE bus.outbox (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    event_id uuid NOT NULL DEFAULT gen_random_uuid(),
-    subject text NOT NULL,
-    payload bytea NOT NULL,
-    headers jsonb,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    published_to_nats boolean NOT NULL DEFAULT false,
-    published_at timestamptz
-) WITH (fillfactor = 90);
-CREATE TABLE bus.dead_letter (
-    event_id uuid PRIMARY KEY,
-    outbox_id bigint NOT NULL,
-    subject text NOT NULL,
-    payload bytea NOT NULL,
-    headers jsonb,
-    created_at timestamptz NOT NULL,
-    error text NOT NULL,
-    dead_lettered_at timestamptz NOT NULL DEFAULT now(),
-    replayed_at timestamptz
-);
-CREATE TABLE public.noise (id bigserial PRIMARY KEY, v text);
-`
 
 // database is one test's database with the outbox schema (and, unless
 // withoutPublication, the publication).
@@ -58,15 +31,15 @@ type database struct {
 
 func newDatabase(t *testing.T, withPublication bool) database {
 	t.Helper()
-	u := env.DB(t)
+	u := migratetest.DB(t, env)
 	pool := testenv.Pool(t, u)
 	ctx := testCtx(t)
-	if _, err := pool.Exec(ctx, schemaSQL); err != nil {
-		t.Fatalf("create schema: %v", err)
+	if _, err := pool.Exec(ctx, `CREATE TABLE public.noise (id bigserial PRIMARY KEY, v text)`); err != nil {
+		t.Fatalf("create noise table: %v", err)
 	}
-	if withPublication {
-		if _, err := pool.Exec(ctx, `CREATE PUBLICATION `+publication+` FOR TABLE bus.outbox WITH (publish = 'insert')`); err != nil {
-			t.Fatalf("create publication: %v", err)
+	if !withPublication {
+		if _, err := pool.Exec(ctx, `DROP PUBLICATION `+publication); err != nil {
+			t.Fatalf("drop publication: %v", err)
 		}
 	}
 	return database{url: u, pool: pool}
