@@ -46,8 +46,8 @@ func TestConfigDefaults(t *testing.T) {
 	if !strings.HasPrefix(c.Identity, "cdcrelay ") || !strings.Contains(c.Identity, " pid ") || len(c.Identity) > maxIdentity {
 		t.Fatalf("default identity %q", c.Identity)
 	}
-	if got := e.State(); got != StateStandby {
-		t.Fatalf("initial state %v, want standby", got)
+	if got := e.State(); got != StateUnhealthy {
+		t.Fatalf("initial state %v, want unhealthy (not connected yet)", got)
 	}
 	want := timings{
 		interval:            time.Second,

@@ -65,7 +65,7 @@ type Elector struct {
 }
 
 // New validates cfg, fills in its defaults and returns an Elector in
-// StateStandby. It does not connect; Acquire does.
+// StateUnhealthy: until Acquire has connected it could not take over.
 func New(cfg Config, log zerolog.Logger) (*Elector, error) {
 	cfg.setDefaults()
 	base, err := cfg.validate()
@@ -73,12 +73,14 @@ func New(cfg Config, log zerolog.Logger) (*Elector, error) {
 		return nil, err
 	}
 	t := cfg.timings(base.ConnectTimeout)
-	return &Elector{
+	e := &Elector{
 		cfg: cfg,
 		t:   t,
 		cc:  connConfig(base, cfg.Identity, t),
 		log: log,
-	}, nil
+	}
+	e.state.Store(int32(StateUnhealthy))
+	return e, nil
 }
 
 // Config is the configuration in effect, defaults filled in.

@@ -218,10 +218,10 @@ func TestOneLeaderAndHandOver(t *testing.T) {
 	if err != nil || !ok || h.Identity != "relay b" || h.PID != pidOf(t, lb) {
 		t.Fatalf("Leader = %+v, %v, %v; want relay b", h, ok, err)
 	}
-	if want := []string{"standby>leader", "leader>standby"}; !slices.Equal(recA.transitions(), want) {
+	if want := []string{"unhealthy>standby", "standby>leader", "leader>standby"}; !slices.Equal(recA.transitions(), want) {
 		t.Fatalf("a transitions %v, want %v", recA.transitions(), want)
 	}
-	if want := []string{"standby>leader"}; !slices.Equal(recB.transitions(), want) {
+	if want := []string{"unhealthy>standby", "standby>leader"}; !slices.Equal(recB.transitions(), want) {
 		t.Fatalf("b transitions %v, want %v", recB.transitions(), want)
 	}
 }

@@ -140,7 +140,7 @@ func (p *Pipeline) recover(ctx context.Context, cause error, headFailed bool, re
 				p.w.futs[p.w.slot(pos)] = nil
 			}
 			p.w.sent = p.w.resolved
-			p.filter, p.lastID = filter, last
+			p.filter, p.filterAt, p.lastID = filter, time.Now(), last
 			p.sendErr = nil
 			p.paused, p.parked = false, false
 			p.mu.Unlock()

@@ -46,14 +46,15 @@ type Pipeline struct {
 	js   jetstream.JetStream
 	opts []jetstream.PublishOpt
 
-	mu      sync.Mutex
-	w       *window
-	paused  bool   // a recovery is under way: the sender must not send
-	parked  bool   // the sender has seen the pause and stopped
-	sendErr error  // a transient error the sender hit; the acker recovers
-	lastID  string // Nats-Msg-Id the next publish expects as the stream's last
-	filter  subjectFilter
-	stats   Stats
+	mu       sync.Mutex
+	w        *window
+	paused   bool   // a recovery is under way: the sender must not send
+	parked   bool   // the sender has seen the pause and stopped
+	sendErr  error  // a transient error the sender hit; the acker recovers
+	lastID   string // Nats-Msg-Id the next publish expects as the stream's last
+	filter   subjectFilter
+	filterAt time.Time // when filter was read
+	stats    Stats
 
 	// Wake-ups, each a 1-buffered channel so a signal is never lost and
 	// never blocks the signaller.
@@ -117,7 +118,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		return err
 	}
 	p.mu.Lock()
-	p.filter, p.lastID = filter, last
+	p.filter, p.filterAt, p.lastID = filter, time.Now(), last
 	p.mu.Unlock()
 	ctx, p.cancel = context.WithCancel(ctx)
 	p.wg.Add(2)

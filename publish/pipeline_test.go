@@ -314,3 +314,32 @@ func TestWindowBoundsCountAndBytes(t *testing.T) {
 		})
 	}
 }
+
+// A subject added to the stream while the relay runs is picked up without a
+// restart: events on it stop being dead-lettered.
+func TestSubjectAddedToStreamIsPickedUp(t *testing.T) {
+	f := newFixture(t, publish.Config{}, jetstream.StreamConfig{})
+	submitAll(t, f.pipe, []*decode.Event{event(t, 1, "c.x")})
+	waitResolved(t, f, 1)
+	if f.resolvedItems()[0].DeadLetter == nil {
+		t.Fatal("c.x published before the stream captured it")
+	}
+	ctx := context.Background()
+	if _, err := publish.EnsureStream(ctx, f.js, publish.StreamConfig{Name: "bus", Subjects: []string{"a.>", "b.>", "c.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	var published *decode.Event
+	id := int64(2)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		ev := event(t, id, "c.x")
+		id++
+		submitAll(t, f.pipe, []*decode.Event{ev})
+		waitResolved(t, f, int(id-1))
+		if items := f.resolvedItems(); items[len(items)-1].DeadLetter != nil {
+			return errors.New("still dead-lettered")
+		}
+		published = ev
+		return nil
+	})
+	checkStream(t, f.ns.URL(), []*decode.Event{published})
+}

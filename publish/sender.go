@@ -47,7 +47,10 @@ func (p *Pipeline) sender(ctx context.Context) {
 			switch {
 			case ev.Problem != nil:
 				dead = ev.Problem
-			case !filter.matches(ev.Subject):
+			case !filter.matches(ev.Subject) && !p.refreshedFilterMatches(ctx, ev.Subject, &filter):
+				if p.hasSendErr() {
+					continue
+				}
 				dead = fmt.Errorf("no stream captures subject %q: stream %s takes %v (add the subject to the stream, then replay the dead letter)", ev.Subject, p.cfg.Stream, []string(filter))
 			default:
 				id = ev.EventIDString()
@@ -102,4 +105,39 @@ func permanentAckErr(err error) bool {
 		return false
 	}
 	return apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum
+}
+
+// filterRefresh bounds how often an unmatched subject re-reads the stream's
+// subjects: an operator who adds a subject with `stream ensure` should not
+// have to restart the relay, but a burst of unmatched events must not turn
+// into a burst of stream info requests.
+const filterRefresh = 2 * time.Second
+
+// refreshedFilterMatches re-reads the stream's subjects, at most every
+// filterRefresh, and reports whether subject matches them now. A failed read
+// is a transient send error: the acker recovers, and nothing is dead-lettered
+// on stale information.
+func (p *Pipeline) refreshedFilterMatches(ctx context.Context, subject string, filter *subjectFilter) bool {
+	p.mu.Lock()
+	fresh := time.Since(p.filterAt) < filterRefresh
+	p.mu.Unlock()
+	if fresh {
+		return false
+	}
+	// Only the subjects are taken: the chain's expected id is the sender's.
+	f, _, err := p.streamState(ctx)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		p.sendErr = err
+		return false
+	}
+	p.filter, p.filterAt, *filter = f, time.Now(), f
+	return f.matches(subject)
+}
+
+func (p *Pipeline) hasSendErr() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sendErr != nil
 }

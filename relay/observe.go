@@ -117,6 +117,9 @@ func (r *Relay) Counters() *publish.Counters { return &r.counters }
 // with fresh heartbeats, or a standby holding a working lock connection.
 // The reason is one line for /readyz and logs.
 func (r *Relay) Ready() (bool, string) {
+	if !r.running.Load() {
+		return false, "not running"
+	}
 	s := r.Snapshot()
 	switch s.State {
 	case election.StateStandby:

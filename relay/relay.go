@@ -43,6 +43,7 @@ type Relay struct {
 	pipeline    atomic.Pointer[publish.Pipeline]
 	termCounter atomic.Uint64
 	counters    publish.Counters
+	running     atomic.Bool // between a successful start and Run's return
 	ends        termEnds
 	// leaderSince and streamingSince are unix nanos, zero when not.
 	leaderSince    atomic.Int64
@@ -73,6 +74,8 @@ func (r *Relay) Run(ctx context.Context) error {
 		return err
 	}
 	defer r.close()
+	r.running.Store(true)
+	defer r.running.Store(false)
 
 	retry := backoff.Backoff{Base: time.Second, Limit: 30 * time.Second}
 	for {
