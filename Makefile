@@ -30,8 +30,8 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 ## demo: the relay on embedded defaults, events flowing on screen
-demo: deps
-	$(GO) run ./cmd/cdcrelay demo
+demo: deps build
+	@./bin/cdcrelay demo || [ $$? -eq 130 ]
 
 ## bench: cdcrelay against the LISTEN/poll drain it replaces (~10 min)
 bench: deps build
