@@ -10,8 +10,11 @@ import (
 // Defaults for Config fields left zero.
 const (
 	// DefaultMaxInFlight bounds the events (and marks) between the slot and
-	// the flip. Async publish throughput flattens out above ~2000 in flight.
-	DefaultMaxInFlight = 4096
+	// the flip. It must cover publishing and a flip at once: a flip of a few
+	// thousand rows can take tens of milliseconds on a busy server, and with
+	// 4096 in flight publishing starved meanwhile (backlog drain 20-30%
+	// slower than with 16384). 16384 events of 256 bytes hold ~8 MiB.
+	DefaultMaxInFlight = 16384
 	// DefaultMaxInFlightBytes bounds their payload and header bytes.
 	DefaultMaxInFlightBytes = 64 << 20
 	// DefaultAckTimeout is how long one publish may wait for its ack before

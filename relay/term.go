@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cdcrelay/cdcrelay/checkpoint"
@@ -56,7 +57,7 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 	defer r.pipeline.Store(nil)
 
 	g.Go(func() error {
-		err := checkpoint.Loop(work, pipe, checkpoint.Runner(lease.Do), &r.position, &r.flips, func(ids []int64) {
+		err := checkpoint.Loop(work, pipe, asyncCommit(lease.Do), &r.position, &r.flips, func(ids []int64) {
 			r.log.Warn().Ints64("outbox_ids", ids).Msg("published events whose outbox rows never became visible; not flipped")
 		})
 		if work.Err() != nil {
@@ -165,4 +166,26 @@ func (r *Relay) createAndBackfill(ctx context.Context, rc *replication.Conn, pip
 	r.log.Info().Int("events", n).Msg("backfill complete; streaming")
 	r.position.Advance(snap.ConsistentPoint)
 	return snap.ConsistentPoint, nil
+}
+
+// asyncCommit wraps the lock connection's runner so that the flips it runs
+// commit without waiting for their WAL to reach disk. A flip lost in a
+// PostgreSQL crash only means its events are sent again (and dropped as
+// duplicates), and it cannot be lost behind a confirmed position: the slot's
+// position is persisted by a checkpoint, which first flushes all WAL written
+// before it, the flip's commit included. Without the wait, a flip no longer
+// queues behind the writers' fsyncs, nor adds its own.
+func asyncCommit(run checkpoint.Runner) checkpoint.Runner {
+	set := false
+	return func(ctx context.Context, fn func(ctx context.Context, conn *pgx.Conn) error) error {
+		return run(ctx, func(ctx context.Context, conn *pgx.Conn) error {
+			if !set {
+				if _, err := conn.Exec(ctx, "SET synchronous_commit = off"); err != nil {
+					return fmt.Errorf("set synchronous_commit for flips: %w", err)
+				}
+				set = true
+			}
+			return fn(ctx, conn)
+		})
+	}
 }
