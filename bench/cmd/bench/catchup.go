@@ -45,6 +45,9 @@ func (s *session) runCatchup(ctx context.Context) (report.CatchupRun, error) {
 	if _, err := s.q.Exec(ctx, `ALTER TABLE bus.outbox ENABLE TRIGGER USER`); err != nil {
 		return run, err
 	}
+	// A checkpoint but no vacuum: after an outage the backlog's rows have
+	// not been vacuumed either, and setting their hint bits is part of the
+	// work of draining them.
 	if err := s.env.checkpoint(ctx); err != nil {
 		return run, err
 	}

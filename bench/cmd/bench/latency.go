@@ -20,7 +20,7 @@ func (s *session) runLatency(ctx context.Context, round int, rate float64) (repo
 	if err := s.env.waitQuiet(ctx); err != nil {
 		return run, err
 	}
-	if err := s.env.checkpoint(ctx); err != nil {
+	if err := s.fresh(ctx); err != nil {
 		return run, err
 	}
 	subject, tag := s.nextSubject()

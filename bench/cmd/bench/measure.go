@@ -20,6 +20,8 @@ type meter struct {
 	load    float64
 	// walsenders are the pids serving replication connections.
 	walsenders []int
+	// checkpoints and autovacuums are Postgres's running counts.
+	checkpoints, autovacuums int64
 }
 
 func (s *session) meter(ctx context.Context) (meter, error) {
@@ -29,6 +31,10 @@ func (s *session) meter(ctx context.Context) (meter, error) {
 	}
 	if m.wal, err = s.walLSN(ctx); err != nil {
 		return m, fmt.Errorf("read WAL position: %w", err)
+	}
+	if err := s.q.QueryRow(ctx, `SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter),
+  coalesce((SELECT autovacuum_count + autoanalyze_count FROM pg_stat_user_tables WHERE relid = 'bus.outbox'::regclass), 0)`).Scan(&m.checkpoints, &m.autovacuums); err != nil {
+		return m, fmt.Errorf("read background activity: %w", err)
 	}
 	rows, err := s.q.Query(ctx, `SELECT pid FROM pg_stat_replication`)
 	if err != nil {
@@ -70,7 +76,10 @@ func (e *env) noise(a, b meter) report.Noise {
 		return report.Noise{LoadAvg: a.load}
 	}
 	foreign := (b.machine.Busy - a.machine.Busy) - (e.ours(b) - e.ours(a))
-	return report.Noise{LoadAvg: a.load, ForeignCores: max(foreign.Seconds(), 0) / wall}
+	return report.Noise{
+		LoadAvg: a.load, ForeignCores: max(foreign.Seconds(), 0) / wall,
+		Checkpoints: b.checkpoints - a.checkpoints, Autovacuums: b.autovacuums - a.autovacuums,
+	}
 }
 
 // cost is what the events between two readings cost, per 100k events.

@@ -14,7 +14,7 @@ import (
 // runSustain searches for the highest offered rate, in 100-event
 // transactions, at which lag stays flat: short probes bisect around the
 // estimate (the drain rate under flat-out writers), then the best rate must
-// hold for the full window, stepping down if it does not.
+// hold for the full window, stepping down (at most twice) if it does not.
 func (s *session) runSustain(ctx context.Context, estimate float64) (report.SustainRun, error) {
 	o := s.env.o
 	run := report.SustainRun{System: s.sys.name(), Estimate: estimate}
@@ -45,7 +45,10 @@ func (s *session) runSustain(ctx context.Context, estimate float64) (report.Sust
 	if lo == 0 {
 		lo = rate
 	}
-	for range 2 {
+	for range 3 {
+		if err := s.fresh(ctx); err != nil {
+			return run, err
+		}
 		p, err := s.probe(ctx, lo, o.sustainWindow)
 		if err != nil {
 			return run, err

@@ -17,7 +17,7 @@ func (s *session) runWriter(ctx context.Context, round, batch int) (report.Write
 	if err := s.env.waitQuiet(ctx); err != nil {
 		return run, err
 	}
-	if err := s.env.checkpoint(ctx); err != nil {
+	if err := s.fresh(ctx); err != nil {
 		return run, err
 	}
 	subject, tag := s.nextSubject()

@@ -162,10 +162,13 @@ func (r *Results) notes() string {
 	} {
 		b.WriteString("- " + n + "\n")
 	}
-	var noisy []string
+	var noisy, background []string
 	note := func(what string, n Noise) {
 		if n.ForeignCores > 0.3 {
 			noisy = append(noisy, fmt.Sprintf("%s (others used %.2f cores)", what, n.ForeignCores))
+		}
+		if n.Checkpoints > 0 || n.Autovacuums > 0 {
+			background = append(background, fmt.Sprintf("%s (%d checkpoints, %d autovacuums)", what, n.Checkpoints, n.Autovacuums))
 		}
 	}
 	for _, w := range r.Writer {
@@ -184,6 +187,9 @@ func (r *Results) notes() string {
 	}
 	if len(noisy) > 0 {
 		b.WriteString("\nRuns disturbed by other work on the machine: " + strings.Join(noisy, "; ") + ".\n")
+	}
+	if len(background) > 0 {
+		b.WriteString("\nRuns during which Postgres checkpointed or autovacuumed the outbox: " + strings.Join(background, "; ") + ".\n")
 	}
 	if len(r.Errors) > 0 {
 		b.WriteString("\nNot measured:\n\n")

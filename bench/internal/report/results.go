@@ -82,12 +82,17 @@ type Cost struct {
 	WALMB float64 `json:"wal_mb"`
 }
 
-// Noise is how busy the machine was with others' work during a run.
+// Noise is how busy the machine was with others' work during a run, and
+// what Postgres did in the background meanwhile.
 type Noise struct {
 	LoadAvg float64 `json:"loadavg"`
 	// ForeignCores is the CPU (in cores) used by processes that are not
 	// the benchmark's, averaged over the run.
 	ForeignCores float64 `json:"foreign_cores"`
+	// Checkpoints and Autovacuums (of bus.outbox, analyze included) that
+	// ran during the run: each costs I/O, CPU and WAL the run did not ask for.
+	Checkpoints int64 `json:"checkpoints"`
+	Autovacuums int64 `json:"autovacuums"`
 }
 
 // IdleRun is what a system costs with nothing to do, in cores (CPU
