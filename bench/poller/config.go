@@ -17,13 +17,15 @@ package poller
 import (
 	"errors"
 	"time"
+
+	"github.com/cdcrelay/cdcrelay/publish"
 )
 
 // Defaults for Config fields left zero.
 const (
 	// DefaultBatchSize is both the LIMIT of one select and the async publish
-	// window, the same as cdcrelay's default window (publish.DefaultMaxInFlight).
-	DefaultBatchSize = 4096
+	// window: cdcrelay's default window.
+	DefaultBatchSize = publish.DefaultMaxInFlight
 	// DefaultIdlePoll is how long it waits for a NOTIFY before polling anyway:
 	// a notification can be lost when the connection drops.
 	DefaultIdlePoll = time.Second

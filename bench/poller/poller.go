@@ -86,6 +86,12 @@ func (p *Poller) lead(ctx context.Context, js jetstream.JetStream) error {
 	if _, err := conn.Exec(ctx, `LISTEN `+Channel); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	// The flip need not wait for its WAL to reach disk: a flip lost in a
+	// crash only means the batch is published again, and JetStream drops
+	// the copies by Nats-Msg-Id. cdcrelay's flips make the same trade.
+	if _, err := conn.Exec(ctx, `SET synchronous_commit = off`); err != nil {
+		return fmt.Errorf("set synchronous_commit: %w", err)
+	}
 	p.log.Info().Int64("lock_id", p.cfg.LockID).Msg("leading")
 	if p.cfg.OnLead != nil {
 		p.cfg.OnLead()

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cdcrelay/cdcrelay/publish"
 )
 
 // options are the command-line flags; -quick changes the defaults of the
@@ -59,7 +61,7 @@ func parseOptions(args []string) (*options, error) {
 	only := fs.String("only", measurements, "measurements to run")
 	fs.IntVar(&o.payload, "payload", 256, "payload bytes per event")
 	fs.IntVar(&o.writers, "writers", 8, "writer connections")
-	fs.IntVar(&o.window, "window", 4096, "events in flight: cdcrelay --max-in-flight and the poller's batch")
+	fs.IntVar(&o.window, "window", publish.DefaultMaxInFlight, "events in flight: cdcrelay --max-in-flight and the poller's batch")
 	fs.IntVar(&o.rounds, "rounds", 2, "rounds of writer and latency runs, systems interleaved")
 	fs.DurationVar(&o.idleDur, "idle-duration", 3*time.Second, "how long each system's idle CPU is measured")
 	fs.DurationVar(&o.writerDur, "writer-duration", 5*time.Second, "each writer-cost run")
