@@ -75,7 +75,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.IntVar(&o.failovers, "failovers", 5, "leader kills per system")
 	fs.Float64Var(&o.failoverRate, "failover-rate", 2000, "offered rate during failovers, events/s")
 	fs.Float64Var(&o.maxForeign, "max-foreign", 0.3, "wait before a run while others use more than this many cores")
-	fs.DurationVar(&o.quietBudget, "quiet-budget", time.Minute, "the most the whole run waits for a quiet machine")
+	fs.DurationVar(&o.quietBudget, "quiet-budget", 30*time.Second, "the most the whole run waits for a quiet machine")
 	fs.StringVar(&o.render, "render", "", "only render the Markdown and SVG of an earlier run's JSON file")
 	fs.StringVar(&o.profileDir, "profile", "", "write CPU profiles of the poller replicas and the NATS server here")
 	if err := fs.Parse(args); err != nil {
