@@ -21,7 +21,7 @@ import (
 // DefaultBatch is the most items flipped in one statement. Batches form by
 // themselves: while one flip runs, acks accumulate for the next. Half the
 // default window, so publishing goes on during a full-size flip.
-const DefaultBatch = 8192
+const DefaultBatch = 4096
 
 // Position is the LSN the relay may confirm to the slot. It only moves
 // forward. Safe for concurrent use.
