@@ -43,10 +43,9 @@ func TestNATSOutageKeepsReplicationAndLosesNothing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var written atomic.Int64
-	done := make(chan struct{})
+	done := make(chan error, 1)
 	go func() {
-		defer close(done)
-		relaytest.Writers(ctx, t, 4, func(ctx context.Context, w int, seq *int) error {
+		done <- relaytest.RunWriters(ctx, 4, func(ctx context.Context, w int, seq *int) error {
 			for ctx.Err() == nil {
 				*seq++
 				if _, err := outbox.Publish(ctx, h.Pool, fmt.Sprintf("w.%d", w), relaytest.Payload(w, *seq)); err != nil {
@@ -85,7 +84,9 @@ func TestNATSOutageKeepsReplicationAndLosesNothing(t *testing.T) {
 		return nil
 	})
 	cancel()
-	<-done
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 	h.WaitAllDelivered(2 * time.Minute)
 	h.CheckRowsMatchStream(h.CheckStream())
 }

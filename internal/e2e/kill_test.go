@@ -32,7 +32,7 @@ func TestSIGKILLMidRunLosesNothing(t *testing.T) {
 	})
 	p.kill()
 	p2 := startProc(t, "relay-2", relayArgs(h))
-	w.wait()
+	w.wait(t)
 	h.WaitAllDelivered(3 * time.Minute)
 	msgs := h.CheckStream()
 	if len(msgs) != 50000 {

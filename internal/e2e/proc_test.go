@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -140,19 +139,26 @@ func slotActive(h *relaytest.Harness) bool {
 // continuousWriters writes a fixed number of events on 4 connections in
 // the background.
 type continuousWriters struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	done chan struct{}
+	err  error
 }
 
 func startWriters(t *testing.T, h *relaytest.Harness, limit int) *continuousWriters {
-	ctx, cancel := context.WithCancel(context.Background())
-	cw := &continuousWriters{cancel: cancel}
-	cw.wg.Add(1)
+	t.Helper()
+	cw := &continuousWriters{done: make(chan struct{})}
 	go func() {
-		defer cw.wg.Done()
-		relaytest.Writers(ctx, t, 4, relaytest.MixedWriter(h, limit/4))
+		defer close(cw.done)
+		cw.err = relaytest.RunWriters(context.Background(), 4, relaytest.MixedWriter(h, limit/4))
 	}()
 	return cw
 }
 
-func (cw *continuousWriters) wait() { cw.wg.Wait() }
+// wait waits for the writers and fails the test (from its own goroutine)
+// if one of them failed.
+func (cw *continuousWriters) wait(t *testing.T) {
+	t.Helper()
+	<-cw.done
+	if cw.err != nil {
+		t.Fatal(cw.err)
+	}
+}

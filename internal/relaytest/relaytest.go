@@ -284,11 +284,20 @@ func (h *Harness) WaitConfirmedPast(lsn pglogrepl.LSN) {
 	})
 }
 
-// writers runs n concurrent writers until each wrote perWriter events (or
-// ctx ends), through fn, which writes one transaction of one or more events
-// and returns how many it committed.
+// Writers runs n concurrent writers through fn, each of which writes its
+// events (one or more per transaction) and returns. It fails the test with
+// the first writer's error; call it from the test's goroutine (RunWriters
+// suits a background goroutine).
 func Writers(ctx context.Context, t *testing.T, n int, fn func(ctx context.Context, w int, seq *int) error) {
 	t.Helper()
+	if err := RunWriters(ctx, n, fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// RunWriters is Writers for any goroutine: it returns the first writer's
+// error instead of failing the test.
+func RunWriters(ctx context.Context, n int, fn func(ctx context.Context, w int, seq *int) error) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for w := 0; w < n; w++ {
@@ -303,9 +312,7 @@ func Writers(ctx context.Context, t *testing.T, n int, fn func(ctx context.Conte
 	}
 	wg.Wait()
 	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	return <-errs
 }
 
 // mixedWriter writes perWriter events for writer w on subject w.<w>, cycling
