@@ -59,11 +59,10 @@ func Watermark(items []publish.Item) (lsn pglogrepl.LSN, ok bool) {
 // connection, so that a deposed leader cannot flip (election.Lease.Do).
 type Runner func(ctx context.Context, fn func(ctx context.Context, conn *pgx.Conn) error) error
 
-// Stats are running counts for metrics.
+// Stats are running counts for metrics. Dead letters are counted where
+// they are decided, in publish.Counters.
 type Stats struct {
-	Flipped     atomic.Uint64
-	DeadLetters atomic.Uint64
-	Batches     atomic.Uint64
+	Flipped atomic.Uint64 // rows of published events flipped (dead letters not counted)
 }
 
 // Loop drains the pipeline's resolved items in order, flips them in batches
@@ -88,16 +87,10 @@ func Loop(ctx context.Context, p *publish.Pipeline, run Runner, pos *Position, s
 			pos.Advance(lsn)
 		}
 		if stats != nil {
-			stats.Batches.Add(1)
-		}
-		for _, it := range items {
-			if it.Event == nil || stats == nil {
-				continue
-			}
-			if it.DeadLetter != nil {
-				stats.DeadLetters.Add(1)
-			} else {
-				stats.Flipped.Add(1)
+			for _, it := range items {
+				if it.Event != nil && it.DeadLetter == nil {
+					stats.Flipped.Add(1)
+				}
 			}
 		}
 		p.Release(len(items))

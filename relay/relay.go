@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -173,15 +172,8 @@ func (r *Relay) close() {
 	r.pool.Close()
 }
 
-// Position is the slot position the relay has confirmed or will confirm next.
-func (r *Relay) Position() pglogrepl.LSN { return r.position.Load() }
-
 // Streaming reports whether this process is the leader and reading the slot.
 func (r *Relay) Streaming() bool { return r.streaming.Load() }
 
 // State is this process's leadership state.
 func (r *Relay) State() election.State { return r.elector.State() }
-
-// HeartbeatAge is how long ago the last heartbeat came back through the slot
-// (zero before the first).
-func (r *Relay) HeartbeatAge() time.Duration { return r.heartbeat.age() }

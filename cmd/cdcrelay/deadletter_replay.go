@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
+
+	"github.com/cdcrelay/cdcrelay/internal/backoff"
 )
 
 // Replay semantics. A dead letter is not published to JetStream directly:
@@ -169,7 +171,7 @@ func confirmReplay(ctx context.Context, conn *pgx.Conn, stream jetstream.Stream,
 		if time.Now().After(deadline) {
 			return fmt.Errorf("queued as outbox row %d, but no relay published it within %v: is `cdcrelay run` running? (see `cdcrelay status`)", r.outboxID, wait)
 		}
-		if !sleepCtx(ctx, 100*time.Millisecond) {
+		if !backoff.Sleep(ctx, 100*time.Millisecond) {
 			return ctx.Err()
 		}
 	}
@@ -230,16 +232,5 @@ func findInStream(ctx context.Context, stream jetstream.Stream, subject, eventID
 		if meta.Sequence.Stream >= end {
 			return 0, nil
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
