@@ -239,7 +239,7 @@ func (h *Harness) Slot() (pglogrepl.LSN, bool) {
 	var lsn *string
 	var active bool
 	err := h.Pool.QueryRow(context.Background(),
-		`SELECT confirmed_flush_lsn::text, active FROM pg_replication_slots WHERE slot_name = 'cdcrelay'`).Scan(&lsn, &active)
+		`SELECT confirmed_flush_lsn::text, active FROM pg_replication_slots WHERE slot_name = 'cdcrelay' AND database = current_database()`).Scan(&lsn, &active)
 	if errors.Is(err, pgx.ErrNoRows) || lsn == nil {
 		return 0, false
 	}
@@ -414,10 +414,17 @@ func (h *Harness) CheckRowsMatchStream(msgs []testenv.Msg) {
 	}
 }
 
+// WalsenderPID is the backend pid of the walsender streaming the slot, 0
+// when none does (or the slot does not exist).
 func (h *Harness) WalsenderPID() int32 {
 	h.T.Helper()
 	var pid *int32
-	if err := h.Pool.QueryRow(context.Background(), `SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'cdcrelay'`).Scan(&pid); err != nil {
+	err := h.Pool.QueryRow(context.Background(),
+		`SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'cdcrelay' AND database = current_database()`).Scan(&pid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0 // no slot: e.g. a new leader recreating it after an interrupted backfill
+	}
+	if err != nil {
 		h.T.Fatal(err)
 	}
 	if pid == nil {
