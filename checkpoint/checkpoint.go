@@ -23,26 +23,6 @@ import (
 // default window, so publishing goes on during a full-size flip.
 const DefaultBatch = 4096
 
-// Position is the LSN the relay may confirm to the slot. It only moves
-// forward. Safe for concurrent use.
-type Position struct{ v atomic.Uint64 }
-
-// Load returns the position.
-func (p *Position) Load() pglogrepl.LSN { return pglogrepl.LSN(p.v.Load()) }
-
-// Advance moves the position to lsn if that is further, and reports whether it moved.
-func (p *Position) Advance(lsn pglogrepl.LSN) bool {
-	for {
-		cur := p.v.Load()
-		if uint64(lsn) <= cur {
-			return false
-		}
-		if p.v.CompareAndSwap(cur, uint64(lsn)) {
-			return true
-		}
-	}
-}
-
 // Watermark returns the last mark among items, the position that becomes
 // confirmable once all of them are flipped; ok is false when there is none
 // (the batch ends inside a transaction).
@@ -65,27 +45,40 @@ type Stats struct {
 	Flipped atomic.Uint64 // rows of published events flipped (dead letters not counted)
 }
 
+// FlushPoll is how often Loop asks the server how far WAL is flushed while a
+// flip waits for it and nothing else happens. Asynchronous commits reach disk
+// within three wal_writer_delay (200 ms by default).
+const FlushPoll = 50 * time.Millisecond
+
 // Loop drains the pipeline's resolved items in order, flips them in batches
-// through run and advances pos. It returns when ctx ends or a flip fails; a
-// failed flip leaves the position where it was, so nothing is lost.
-// onMissing, if set, hears of rows Flip gave up on.
+// through run and advances pos once each flip is on disk. It returns when ctx
+// ends or a flip fails; a failed flip leaves the position where it was, so
+// nothing is lost. onMissing, if set, hears of rows Flip gave up on.
 func Loop(ctx context.Context, p *publish.Pipeline, run Runner, pos *Position, stats *Stats, onMissing func(ids []int64)) error {
 	buf := make([]publish.Item, 0, DefaultBatch)
 	for {
-		items, err := p.Resolved(ctx, buf[:0])
+		items, err := resolved(ctx, p, buf[:0], pos)
 		if err != nil {
 			return err
 		}
-		missing, err := Flip(ctx, run, items)
+		if len(items) == 0 {
+			if err := pollFlush(ctx, run, pos); err != nil {
+				return err
+			}
+			continue
+		}
+		res, err := Flip(ctx, run, items)
 		if err != nil {
 			return err
 		}
-		if len(missing) > 0 && onMissing != nil {
-			onMissing(missing)
+		if len(res.Missing) > 0 && onMissing != nil {
+			onMissing(res.Missing)
 		}
+		pos.Wrote(res.WALEnd)
 		if lsn, ok := Watermark(items); ok {
-			pos.Advance(lsn)
+			pos.Flipped(lsn)
 		}
+		pos.Flushed(res.Flushed)
 		if stats != nil {
 			for _, it := range items {
 				if it.Event != nil && it.DeadLetter == nil {
@@ -95,6 +88,32 @@ func Loop(ctx context.Context, p *publish.Pipeline, run Runner, pos *Position, s
 		}
 		p.Release(len(items))
 	}
+}
+
+// resolved waits for resolved items; while a flip waits for its WAL to be
+// flushed it waits at most FlushPoll and may return none.
+func resolved(ctx context.Context, p *publish.Pipeline, buf []publish.Item, pos *Position) ([]publish.Item, error) {
+	if _, waiting := pos.Waiting(); !waiting {
+		return p.Resolved(ctx, buf)
+	}
+	wctx, cancel := context.WithTimeout(ctx, FlushPoll)
+	defer cancel()
+	items, err := p.Resolved(wctx, buf)
+	if err != nil && ctx.Err() == nil {
+		return items, nil
+	}
+	return items, err
+}
+
+func pollFlush(ctx context.Context, run Runner, pos *Position) error {
+	return run(ctx, func(ctx context.Context, conn *pgx.Conn) error {
+		var flushed pglogrepl.LSN
+		if err := conn.QueryRow(ctx, `SELECT pg_current_wal_flush_lsn()::text`).Scan(&flushed); err != nil {
+			return fmt.Errorf("read WAL flush position: %w", err)
+		}
+		pos.Flushed(flushed)
+		return nil
+	})
 }
 
 const flipSQL = `UPDATE bus.outbox SET published_to_nats = true, published_at = now()
@@ -116,10 +135,22 @@ WHERE NOT EXISTS (SELECT FROM bus.outbox o WHERE o.id = i.id AND o.published_to_
 // is in the stream, only the flag is missing.
 const MaxVisibilityWait = 10 * time.Second
 
+// FlipResult is what one Flip did.
+type FlipResult struct {
+	// Missing are the ids of rows Flip gave up on: they never became visible.
+	Missing []int64
+	// WALEnd is a WAL position read after the flip committed: its commit
+	// record, and every dead letter recorded with it, ends at or before it.
+	WALEnd pglogrepl.LSN
+	// Flushed is how far WAL was on disk when the flip ended.
+	Flushed pglogrepl.LSN
+}
+
 // Flip marks the events among items published and records the dead letters
-// (in one transaction when there are any), and makes sure every row was
-// flipped, retrying those not yet visible. It returns the ids it gave up on.
-func Flip(ctx context.Context, run Runner, items []publish.Item) (missing []int64, err error) {
+// in the same transaction, and makes sure every row was flipped, retrying
+// those not yet visible. The runner's session may commit asynchronously:
+// FlipResult.WALEnd says how far WAL must be flushed before the flip counts.
+func Flip(ctx context.Context, run Runner, items []publish.Item) (FlipResult, error) {
 	ids := make([]int64, 0, len(items))
 	var dead []publish.Item
 	for _, it := range items {
@@ -131,32 +162,21 @@ func Flip(ctx context.Context, run Runner, items []publish.Item) (missing []int6
 			dead = append(dead, it)
 		}
 	}
+	var res FlipResult
 	if len(ids) == 0 {
-		return nil, nil
+		return res, nil
 	}
 	flipped := int64(0)
-	err = run(ctx, func(ctx context.Context, conn *pgx.Conn) error {
-		if len(dead) == 0 {
-			tag, err := conn.Exec(ctx, flipSQL, ids)
-			flipped = tag.RowsAffected()
-			return err
-		}
-		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			for _, it := range dead {
-				if err := insertDeadLetter(ctx, tx, it); err != nil {
-					return err
-				}
-			}
-			tag, err := tx.Exec(ctx, flipSQL, ids)
-			flipped = tag.RowsAffected()
-			return err
-		})
+	err := run(ctx, func(ctx context.Context, conn *pgx.Conn) error {
+		var err error
+		flipped, err = flipOnce(ctx, conn, ids, dead, &res)
+		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("flip %d events: %w", len(ids), err)
+		return res, fmt.Errorf("flip %d events: %w", len(ids), err)
 	}
 	if flipped == int64(len(ids)) {
-		return nil, nil
+		return res, nil
 	}
 	// Fewer rows than events: re-sent events already flipped (after a
 	// restart), or rows not visible yet. Only the latter need another try.
@@ -170,45 +190,90 @@ func Flip(ctx context.Context, run Runner, items []publish.Item) (missing []int6
 			if len(ids) == 0 {
 				return nil
 			}
-			_, err := conn.Exec(ctx, flipSQL, ids)
+			_, err := flipOnce(ctx, conn, ids, nil, &res)
 			return err
 		})
 		if err != nil {
-			return nil, fmt.Errorf("flip %d late events: %w", len(ids), err)
+			return res, fmt.Errorf("flip %d late events: %w", len(ids), err)
 		}
 		if len(ids) == 0 {
-			return nil, nil
+			return res, nil
 		}
 		if time.Now().After(deadline) {
-			return ids, nil
+			res.Missing = ids
+			return res, nil
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return nil, ctx.Err()
+			return res, ctx.Err()
 		}
 		wait = min(2*wait, 100*time.Millisecond)
 	}
 }
 
-func insertDeadLetter(ctx context.Context, tx pgx.Tx, it publish.Item) error {
+const walSQL = `SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text`
+
+// flipOnce records the dead letters and flips ids in one transaction, then
+// reads the WAL positions after its commit, all in one round trip. It
+// returns how many rows the flip changed.
+func flipOnce(ctx context.Context, conn *pgx.Conn, ids []int64, dead []publish.Item, res *FlipResult) (int64, error) {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	for _, it := range dead {
+		args, err := deadLetterArgs(it)
+		if err != nil {
+			return 0, err
+		}
+		b.Queue(deadLetterSQL, args...)
+	}
+	b.Queue(flipSQL, ids)
+	b.Queue("COMMIT")
+	b.Queue(walSQL)
+	br := conn.SendBatch(ctx, b)
+	n, err := readFlip(br, dead, res)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return n, err
+}
+
+func readFlip(br pgx.BatchResults, dead []publish.Item, res *FlipResult) (int64, error) {
+	if _, err := br.Exec(); err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	for _, it := range dead {
+		if _, err := br.Exec(); err != nil {
+			return 0, fmt.Errorf("record dead letter %s: %w", it.Event.EventIDString(), err)
+		}
+	}
+	tag, err := br.Exec()
+	if err != nil {
+		return 0, err
+	}
+	if _, err := br.Exec(); err != nil {
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	if err := br.QueryRow().Scan(&res.WALEnd, &res.Flushed); err != nil {
+		return 0, fmt.Errorf("read WAL position: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+func deadLetterArgs(it publish.Item) ([]any, error) {
 	ev := it.Event
 	var headers []byte
 	if ev.Headers != nil {
 		var err error
 		if headers, err = json.Marshal(ev.Headers); err != nil {
-			return fmt.Errorf("dead letter %s: encode headers: %w", ev.EventIDString(), err)
+			return nil, fmt.Errorf("dead letter %s: encode headers: %w", ev.EventIDString(), err)
 		}
 	}
 	var created *time.Time
 	if !ev.CreatedAt.IsZero() {
 		created = &ev.CreatedAt
 	}
-	if _, err := tx.Exec(ctx, deadLetterSQL, ev.EventIDString(), ev.ID, ev.Subject, ev.Payload,
-		headers, created, it.DeadLetter.Error()); err != nil {
-		return fmt.Errorf("record dead letter %s: %w", ev.EventIDString(), err)
-	}
-	return nil
+	return []any{ev.EventIDString(), ev.ID, ev.Subject, ev.Payload, headers, created, it.DeadLetter.Error()}, nil
 }

@@ -48,13 +48,6 @@ func TestWatermarkIsTheLastCompleteTransaction(t *testing.T) {
 	}
 }
 
-func TestPositionOnlyMovesForward(t *testing.T) {
-	var p checkpoint.Position
-	if !p.Advance(100) || p.Advance(50) || p.Advance(100) || p.Load() != 100 {
-		t.Fatalf("position %s", p.Load())
-	}
-}
-
 func setup(t *testing.T) (*pgxpool.Pool, checkpoint.Runner) {
 	t.Helper()
 	url := env.DB(t)
@@ -87,9 +80,12 @@ func TestFlipMarksRowsAndRecordsDeadLetters(t *testing.T) {
 	pool, run := setup(t)
 	a, b, c := insert(t, pool, "a.x"), insert(t, pool, "a.y"), insert(t, pool, "a.z")
 	items := []publish.Item{{Event: a}, {Event: b, DeadLetter: errors.New("no stream captures subject")}, mark(10), {Event: c}}
-	missing, err := checkpoint.Flip(context.Background(), run, items)
-	if err != nil || len(missing) > 0 {
-		t.Fatalf("flip: %v, missing %v", err, missing)
+	res, err := checkpoint.Flip(context.Background(), run, items)
+	if err != nil || len(res.Missing) > 0 {
+		t.Fatalf("flip: %v, missing %v", err, res.Missing)
+	}
+	if res.WALEnd == 0 || res.Flushed == 0 {
+		t.Fatalf("flip reported WAL end %s, flushed %s", res.WALEnd, res.Flushed)
 	}
 	var flipped, stamped int
 	if err := pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE published_to_nats), count(published_at) FROM bus.outbox`).Scan(&flipped, &stamped); err != nil {
@@ -107,8 +103,8 @@ func TestFlipMarksRowsAndRecordsDeadLetters(t *testing.T) {
 		t.Fatalf("dead letter %q %s", reason, headers)
 	}
 	// Flipping again (a resend after a restart) changes nothing and is not an error.
-	if missing, err := checkpoint.Flip(context.Background(), run, items); err != nil || len(missing) > 0 {
-		t.Fatalf("second flip: %v, missing %v", err, missing)
+	if res, err := checkpoint.Flip(context.Background(), run, items); err != nil || len(res.Missing) > 0 {
+		t.Fatalf("second flip: %v, missing %v", err, res.Missing)
 	}
 }
 
@@ -136,8 +132,8 @@ func TestFlipWaitsForRowsToBecomeVisible(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		missing, err := checkpoint.Flip(ctx, counted, []publish.Item{{Event: e}})
-		if err == nil && len(missing) > 0 {
+		res, err := checkpoint.Flip(ctx, counted, []publish.Item{{Event: e}})
+		if err == nil && len(res.Missing) > 0 {
 			err = errors.New("gave up on a row that became visible")
 		}
 		done <- err

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cdcrelay/cdcrelay/election"
+	"github.com/cdcrelay/cdcrelay/relay"
 )
 
 // reconnectCauses are the causes a leadership term ends with, other than a
@@ -33,6 +34,7 @@ type collector struct {
 	slotLag, slotRetained, slotActive, slotInvalidated                *prometheus.Desc
 	unpublished, oldestUnpublished                                    *prometheus.Desc
 	pruned, pruneFailures, queryErrors                                *prometheus.Desc
+	stalled, flipsGivenUp                                             *prometheus.Desc
 
 	slotErrors atomic.Uint64
 }
@@ -73,6 +75,10 @@ func newCollector(cfg Config) *collector {
 			"Age of the oldest committed row not yet published; 0 when none (leader only)."),
 		pruned:        desc("outbox_pruned_total", "Published outbox rows deleted by retention."),
 		pruneFailures: desc("retention_failures_total", "Retention rounds that failed (they are retried at the next interval)."),
+		stalled: desc("stalled",
+			"1 while a condition holds the leader up, by cause: slot_creation (creating the slot waits for open transactions), flip_gave_up (published events' rows never became visible to the flip); readiness names the details.", "cause"),
+		flipsGivenUp: desc("flip_gave_up_total",
+			"Published events whose outbox rows never became visible to the flip; their position was confirmed without the flip."),
 		queryErrors: desc("metrics_query_errors_total",
 			"Scrape-time or backlog queries to PostgreSQL that failed or timed out, by query.", "query"),
 	}
@@ -87,6 +93,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.heartbeatAge, c.heartbeatRTT, c.heartbeatStale,
 		c.slotLag, c.slotRetained, c.slotActive, c.slotInvalidated,
 		c.unpublished, c.oldestUnpublished, c.pruned, c.pruneFailures, c.queryErrors,
+		c.stalled, c.flipsGivenUp,
 	} {
 		ch <- d
 	}
@@ -109,6 +116,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.deadLettered, n.DeadLetters.Load())
 	counter(c.retries, n.Recoveries.Load())
 	counter(c.flipped, s.Flipped)
+	counter(c.flipsGivenUp, s.FlipsGivenUp)
+	for _, cause := range relay.StallCauses() {
+		stalled := false
+		for _, st := range s.Stalls {
+			stalled = stalled || st.Cause == cause
+		}
+		gauge(c.stalled, boolFloat(stalled), cause)
+	}
 	for _, cause := range reconnectCauses {
 		counter(c.reconnects, s.TermEnds[cause], cause)
 	}

@@ -2,11 +2,9 @@ package relay
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cdcrelay/cdcrelay/decode"
@@ -89,35 +87,4 @@ func quoteLiteral(s string) string {
 		out = append(out, s[i])
 	}
 	return string(append(out, '\''))
-}
-
-// A slot is trusted only once its initial backfill completed: a crash during
-// the backfill leaves the slot behind, and streaming from it would skip the
-// rows the backfill had not published. bus.relay_slot records completion.
-type querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-func backfillDone(ctx context.Context, q querier, slot string) (bool, error) {
-	var done bool
-	err := q.QueryRow(ctx, `SELECT backfilled_at IS NOT NULL FROM bus.relay_slot WHERE slot_name = $1`, slot).Scan(&done)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("read bus.relay_slot: %w", err)
-	}
-	return done, nil
-}
-
-func markBackfillDone(ctx context.Context, q querier, slot string, at pglogrepl.LSN) error {
-	var ok bool
-	err := q.QueryRow(ctx, `INSERT INTO bus.relay_slot (slot_name, consistent_point, backfilled_at)
-VALUES ($1, $2::pg_lsn, now())
-ON CONFLICT (slot_name) DO UPDATE SET consistent_point = EXCLUDED.consistent_point, backfilled_at = EXCLUDED.backfilled_at
-RETURNING true`, slot, at.String()).Scan(&ok)
-	if err != nil {
-		return fmt.Errorf("record backfill in bus.relay_slot: %w", err)
-	}
-	return nil
 }

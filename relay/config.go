@@ -26,6 +26,10 @@ const (
 	DefaultHeartbeatInterval = 10 * time.Second
 	// DefaultShutdownTimeout bounds the drain on SIGTERM.
 	DefaultShutdownTimeout = 20 * time.Second
+	// DefaultSlotCreateTimeout bounds how long creating the slot may wait for
+	// transactions that were open when it began; then the term ends and the
+	// creation is retried.
+	DefaultSlotCreateTimeout = 2 * time.Minute
 )
 
 // Config is everything `cdcrelay run` needs.
@@ -58,6 +62,7 @@ type Config struct {
 	StatusInterval    time.Duration // default DefaultStatusInterval
 	HeartbeatInterval time.Duration // default DefaultHeartbeatInterval; negative disables
 	ShutdownTimeout   time.Duration // default DefaultShutdownTimeout
+	SlotCreateTimeout time.Duration // default DefaultSlotCreateTimeout
 }
 
 func (c *Config) setDefaults() {
@@ -81,6 +86,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.SlotCreateTimeout == 0 {
+		c.SlotCreateTimeout = DefaultSlotCreateTimeout
 	}
 }
 

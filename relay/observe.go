@@ -2,6 +2,7 @@ package relay
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -33,6 +34,11 @@ type Snapshot struct {
 	HeartbeatStale bool
 	// Flipped counts rows flipped by this process.
 	Flipped uint64
+	// FlipsGivenUp counts published events whose rows never became visible
+	// to the flip; their positions were confirmed without the flip.
+	FlipsGivenUp uint64
+	// Stalls are the conditions holding the leader up now, oldest first.
+	Stalls []Stall
 	// TermEnds counts leadership terms that ended, by cause:
 	// leadership_lost, postgres, nats, shutdown, error.
 	TermEnds map[string]uint64
@@ -88,11 +94,15 @@ func (r *Relay) Snapshot() Snapshot {
 	s := Snapshot{
 		State:        r.elector.State(),
 		Streaming:    r.streaming.Load(),
-		Confirmed:    r.position.Load(),
 		HeartbeatAge: r.heartbeat.age(),
 		HeartbeatRTT: time.Duration(r.heartbeat.lastRTT.Load()),
 		Flipped:      r.flips.Flipped.Load(),
+		FlipsGivenUp: r.flipsGivenUp.Load(),
 		TermEnds:     r.ends.snapshot(),
+		Stalls:       r.stalls.current(),
+	}
+	if pos := r.position.Load(); pos != nil {
+		s.Confirmed = pos.Load()
 	}
 	if since := r.leaderSince.Load(); since != 0 {
 		s.LeaderSince = time.Unix(0, since)
@@ -128,6 +138,9 @@ func (r *Relay) Ready() (bool, string) {
 		return false, "unhealthy: no working connection to PostgreSQL"
 	}
 	switch {
+	case len(s.Stalls) > 0:
+		st := s.Stalls[0]
+		return false, fmt.Sprintf("leader, stalled for %s: %s", time.Since(st.Since).Round(time.Second), st.Detail)
 	case !s.Streaming:
 		return false, "leader, not streaming yet (preparing the slot or backfilling)"
 	case s.HeartbeatStale:

@@ -35,15 +35,18 @@ type Relay struct {
 	elector *election.Elector
 
 	// Observable state, for readiness, metrics and tests.
-	streaming   atomic.Bool
-	position    checkpoint.Position
-	flips       checkpoint.Stats
-	heartbeat   heartbeatState
-	pipeline    atomic.Pointer[publish.Pipeline]
-	termCounter atomic.Uint64
-	counters    publish.Counters
-	running     atomic.Bool // between a successful start and Run's return
-	ends        termEnds
+	streaming    atomic.Bool
+	position     atomic.Pointer[checkpoint.Position] // the current (or last) term's
+	flips        checkpoint.Stats
+	flipsGivenUp atomic.Uint64
+	stalls       stalls
+	database     string // current_database() of DatabaseURL
+	heartbeat    heartbeatState
+	pipeline     atomic.Pointer[publish.Pipeline]
+	termCounter  atomic.Uint64
+	counters     publish.Counters
+	running      atomic.Bool // between a successful start and Run's return
+	ends         termEnds
 	// leaderSince and streamingSince are unix nanos, zero when not.
 	leaderSince    atomic.Int64
 	streamingSince atomic.Int64
@@ -125,9 +128,14 @@ func (r *Relay) open(ctx context.Context) error {
 	}
 	if err := replication.Check(ctx, pool, replication.CheckConfig{
 		Slot: r.cfg.Slot, Publication: r.cfg.Publication, Table: "bus.outbox",
+		ApplicationName: replication.ApplicationName(r.cfg.DatabaseURL),
 	}); err != nil {
 		pool.Close()
 		return err
+	}
+	if err := pool.QueryRow(ctx, `SELECT current_database()`).Scan(&r.database); err != nil {
+		pool.Close()
+		return fmt.Errorf("read database name: %w", err)
 	}
 	opts := append([]nats.Option{
 		nats.Name("cdcrelay"),

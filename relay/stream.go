@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
+	"github.com/cdcrelay/cdcrelay/checkpoint"
 	"github.com/cdcrelay/cdcrelay/decode"
 	"github.com/cdcrelay/cdcrelay/internal/backoff"
 	"github.com/cdcrelay/cdcrelay/publish"
@@ -20,6 +21,7 @@ type reader struct {
 	r    *Relay
 	rc   *replication.Conn
 	pipe *publish.Pipeline
+	pos  *checkpoint.Position
 	dec  *decode.Decoder
 
 	inTx       bool
@@ -30,7 +32,7 @@ type reader struct {
 // stream reads the slot from start until read ends. If read ended for a
 // graceful shutdown (work still alive), it first drains: waits until every
 // event in flight is acked, flipped and confirmed, within ShutdownTimeout.
-func (r *Relay) stream(read, work context.Context, rc *replication.Conn, pipe *publish.Pipeline, start pglogrepl.LSN) error {
+func (r *Relay) stream(read, work context.Context, rc *replication.Conn, pipe *publish.Pipeline, pos *checkpoint.Position, start pglogrepl.LSN) error {
 	binary := rc.ServerVersion() >= 140000
 	if err := rc.Start(read, r.cfg.Slot, start, replication.StartOptions{
 		Publication: r.cfg.Publication, Binary: binary, Messages: binary,
@@ -43,7 +45,7 @@ func (r *Relay) stream(read, work context.Context, rc *replication.Conn, pipe *p
 	r.streamingSince.Store(time.Now().UnixNano())
 	r.streaming.Store(true)
 	r.log.Info().Str("slot", r.cfg.Slot).Stringer("from", start).Bool("binary", binary).Msg("streaming")
-	rd := &reader{r: r, rc: rc, pipe: pipe, dec: decode.New(decode.Table{Schema: "bus", Name: "outbox"}), lastStatus: time.Now()}
+	rd := &reader{r: r, rc: rc, pipe: pipe, pos: pos, dec: decode.New(decode.Table{Schema: "bus", Name: "outbox"}), lastStatus: time.Now()}
 	err := rd.loop(read)
 	r.streaming.Store(false)
 	if read.Err() == nil {
@@ -80,8 +82,12 @@ func (rd *reader) loop(ctx context.Context) error {
 		case replication.FrameKeepalive:
 			// Idle advance: with nothing in flight and no open transaction,
 			// everything before the walsender's position has been handled.
+			// Either way that position is flushed: the walsender decodes
+			// flushed WAL only.
 			if !rd.inTx && rd.pipe.Idle() {
-				rd.r.position.Advance(f.ServerWALEnd)
+				rd.pos.Idle(f.ServerWALEnd)
+			} else {
+				rd.pos.Flushed(f.ServerWALEnd)
 			}
 			if f.ReplyRequested {
 				if err := rd.maybeStatus(ctx, true); err != nil {
@@ -112,6 +118,7 @@ func (rd *reader) handle(ctx context.Context, data []byte) error {
 		return rd.submit(ctx, publish.Item{Event: m.Event})
 	case decode.KindCommit:
 		rd.inTx = false
+		rd.pos.Flushed(m.EndLSN)
 		return rd.submit(ctx, publish.Item{Mark: m.EndLSN, Committed: m.CommitTime})
 	case decode.KindMessage:
 		if m.Prefix == heartbeatPrefix {
@@ -141,7 +148,7 @@ func (rd *reader) submit(ctx context.Context, it publish.Item) error {
 // maybeStatus sends a standby status update when forced, when the interval
 // has passed, or when the checkpoint moved and the last update is not fresh.
 func (rd *reader) maybeStatus(ctx context.Context, force bool) error {
-	pos := rd.r.position.Load()
+	pos := rd.pos.Load()
 	since := time.Since(rd.lastStatus)
 	if !force && since < rd.r.cfg.StatusInterval && !(pos > rd.sentPos && since >= 100*time.Millisecond) {
 		return nil
@@ -153,12 +160,12 @@ func (rd *reader) maybeStatus(ctx context.Context, force bool) error {
 	return nil
 }
 
-// drain waits for the window to empty, keeping the walsender informed, then
-// confirms the final position.
+// drain waits for the window to empty and the last flips to reach disk,
+// keeping the walsender informed, then confirms the final position.
 func (rd *reader) drain(work context.Context) error {
 	ctx, cancel := context.WithTimeout(work, rd.r.cfg.ShutdownTimeout)
 	defer cancel()
-	for !rd.pipe.Idle() {
+	for !rd.pipe.Idle() || rd.waitingForFlush() {
 		if err := rd.maybeStatus(ctx, false); err != nil {
 			return err
 		}
@@ -172,4 +179,9 @@ func (rd *reader) drain(work context.Context) error {
 	}
 	rd.r.log.Info().Stringer("confirmed", rd.sentPos).Msg("drained")
 	return nil
+}
+
+func (rd *reader) waitingForFlush() bool {
+	_, waiting := rd.pos.Waiting()
+	return waiting
 }

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
@@ -35,6 +35,7 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 			return nil
 		}
 	})
+	defer r.stalls.clear(StallSlotCreation)
 
 	rc, err := replication.Connect(ctx, r.cfg.DatabaseURL)
 	if err != nil {
@@ -56,10 +57,12 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 	r.pipeline.Store(pipe)
 	defer r.pipeline.Store(nil)
 
+	// The position belongs to this term: it starts from this term's slot,
+	// never from what an earlier term confirmed (perhaps on another primary).
+	pos := new(checkpoint.Position)
+	r.position.Store(pos)
 	g.Go(func() error {
-		err := checkpoint.Loop(work, pipe, asyncCommit(lease.Do), &r.position, &r.flips, func(ids []int64) {
-			r.log.Warn().Ints64("outbox_ids", ids).Msg("published events whose outbox rows never became visible; not flipped")
-		})
+		err := checkpoint.Loop(work, pipe, asyncCommit(lease.Do), pos, &r.flips, r.flipGaveUp)
 		if work.Err() != nil {
 			return nil
 		}
@@ -74,14 +77,15 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 	defer stopRead()
 	g.Go(func() error {
 		defer cancelWork(nil)
-		start, err := r.prepareSlot(read, rc, pipe)
+		start, err := r.prepareSlot(read, rc, pipe, lease.Do)
 		if err != nil {
 			if read.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		return r.stream(read, work, rc, pipe, start)
+		pos.Resume(start)
+		return r.stream(read, work, rc, pipe, pos, start)
 	})
 	for _, task := range r.cfg.WhileLeading {
 		g.Go(func() error { return task(work, checkpoint.Runner(lease.Do)) })
@@ -106,75 +110,25 @@ func (r *Relay) pipelineConfig() publish.Config {
 	return c
 }
 
-// prepareSlot returns the position to start streaming from. A slot that is
-// missing, lost, or whose initial backfill never completed is (re)created and
-// the unpublished rows visible in its snapshot are published first: they
-// committed before the slot's consistent point, so snapshot plus stream miss
-// nothing. An old LSN is never combined with a new slot.
-func (r *Relay) prepareSlot(ctx context.Context, rc *replication.Conn, pipe *publish.Pipeline) (pglogrepl.LSN, error) {
-	slot, err := replication.LookupSlot(ctx, r.pool, r.cfg.Slot)
-	if err != nil {
-		return 0, err
-	}
-	if slot.Exists && slot.Active {
-		// We hold the lock, so whoever reads the slot lost leadership.
-		r.log.Warn().Int32("pid", slot.ActivePID).Msg("slot active for a stale backend; terminating it")
-		if err := replication.TerminateActive(ctx, r.pool, r.cfg.Slot); err != nil {
-			return 0, err
-		}
-	}
-	verified := false
-	if slot.Exists {
-		verified, err = backfillDone(ctx, r.pool, r.cfg.Slot)
-		if err != nil {
-			return 0, err
-		}
-	}
-	switch {
-	case slot.Exists && slot.WALStatus != "lost" && verified:
-		r.position.Advance(slot.ConfirmedFlush)
-		return slot.ConfirmedFlush, nil
-	case slot.Exists:
-		reason := "its initial backfill did not complete"
-		if slot.WALStatus == "lost" {
-			reason = "its WAL was removed (wal_status lost)"
-		}
-		r.log.Warn().Str("slot", r.cfg.Slot).Msgf("recreating slot: %s", reason)
-		if err := rc.DropSlot(ctx, r.cfg.Slot); err != nil {
-			return 0, err
-		}
-	}
-	return r.createAndBackfill(ctx, rc, pipe)
-}
-
-func (r *Relay) createAndBackfill(ctx context.Context, rc *replication.Conn, pipe *publish.Pipeline) (pglogrepl.LSN, error) {
-	snap, err := rc.CreateSlot(ctx, r.cfg.Slot)
-	if err != nil {
-		return 0, err
-	}
-	r.log.Info().Str("slot", r.cfg.Slot).Stringer("consistent_point", snap.ConsistentPoint).Msg("created slot; backfilling unpublished rows")
-	n, err := r.backfill(ctx, snap, pipe)
-	if err != nil {
-		return 0, err
-	}
-	if err := waitIdle(ctx, pipe); err != nil {
-		return 0, err
-	}
-	if err := markBackfillDone(ctx, r.pool, r.cfg.Slot, snap.ConsistentPoint); err != nil {
-		return 0, err
-	}
-	r.log.Info().Int("events", n).Msg("backfill complete; streaming")
-	r.position.Advance(snap.ConsistentPoint)
-	return snap.ConsistentPoint, nil
+// flipGaveUp hears of published events whose rows never became visible to
+// the flip. Their position is confirmed all the same (the events are in the
+// stream), so this must be loud: a log line, a metric and readiness.
+func (r *Relay) flipGaveUp(ids []int64) {
+	r.flipsGivenUp.Add(uint64(len(ids)))
+	detail := fmt.Sprintf("%d published events' outbox rows never became visible to the flip (e.g. id %d); "+
+		"if synchronous replication waits on the relay, events in the stream may be missing on a standby", len(ids), ids[0])
+	r.stalls.set(StallFlipGaveUp, detail, time.Now().Add(flipGaveUpShown))
+	r.log.Error().Ints64("outbox_ids", ids).Msg("published events whose outbox rows never became visible; not flipped")
 }
 
 // asyncCommit wraps the lock connection's runner so that the flips it runs
-// commit without waiting for their WAL to reach disk. A flip lost in a
+// commit without waiting for their WAL to reach disk: a flip no longer
+// queues behind the writers' fsyncs, nor adds its own. A flip lost in a
 // PostgreSQL crash only means its events are sent again (and dropped as
-// duplicates), and it cannot be lost behind a confirmed position: the slot's
-// position is persisted by a checkpoint, which first flushes all WAL written
-// before it, the flip's commit included. Without the wait, a flip no longer
-// queues behind the writers' fsyncs, nor adds its own.
+// duplicates), as long as no confirmed position depends on it: the slot can
+// save a confirmed position to disk without flushing WAL, so
+// checkpoint.Position holds every position back until WAL is flushed past the
+// flip that made it confirmable.
 func asyncCommit(run checkpoint.Runner) checkpoint.Runner {
 	set := false
 	return func(ctx context.Context, fn func(ctx context.Context, conn *pgx.Conn) error) error {

@@ -36,6 +36,9 @@ type CheckConfig struct {
 	DeadLetterTable string
 	// Delete also requires DELETE on Table (retention pruning). Zero skips it.
 	Delete bool
+	// ApplicationName is the name the relay's replication connection gives
+	// the server (ApplicationName of its URL); default "cdcrelay".
+	ApplicationName string
 }
 
 // CheckError is one failed start-up precondition. Error() is a single line:
@@ -58,7 +61,8 @@ func problem(fix, format string, args ...any) *CheckError {
 // (REPLICATION, privileges on the tables, pg_logical_emit_message), the slot
 // if it exists (logical, pgoutput, this database) and the publication (exists,
 // publishes inserts and nothing else, covers exactly the outbox with every
-// row and the columns the relay needs).
+// row and the columns the relay needs), and that synchronous replication
+// cannot wait on the relay itself.
 func Check(ctx context.Context, q Querier, cfg CheckConfig) error {
 	if cfg.Table == "" {
 		cfg.Table = DefaultTable
@@ -83,6 +87,7 @@ func Check(ctx context.Context, q Querier, cfg CheckConfig) error {
 	c := checker{q: q, cfg: cfg, outbox: outbox, deadLetter: deadLetter}
 	for _, step := range []func(context.Context) error{
 		c.server, c.role, c.capacity, c.slot, c.tables, c.privileges, c.publication, c.publishedTables,
+		c.syncReplication,
 	} {
 		if err := step(ctx); err != nil {
 			return err

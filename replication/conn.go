@@ -15,6 +15,15 @@ import (
 // unless the URL names another.
 const applicationName = "cdcrelay"
 
+// ApplicationName is the application_name a replication connection to url
+// reports: the URL's own, or "cdcrelay".
+func ApplicationName(url string) string {
+	if cfg, err := pgconn.ParseConfig(url); err == nil && cfg.RuntimeParams["application_name"] != "" {
+		return cfg.RuntimeParams["application_name"]
+	}
+	return applicationName
+}
+
 // Conn is one replication connection (replication=database). It is not safe
 // for concurrent use: the relay's reader goroutine owns it, and SendStatus is
 // called from that goroutine too.

@@ -45,10 +45,18 @@
 //   - Logical messages emitted with transactional = false arrive at once,
 //     outside any Begin/Commit, with WALStart = the message's LSN;
 //     transactional ones arrive inside their transaction, only if it commits.
-//   - The server writes confirmed positions to disk at checkpoints: after a
-//     PostgreSQL crash (not a clean restart) a slot can resume from an older
-//     position, so events confirmed since the last checkpoint come again.
+//   - The server writes a slot's confirmed position to disk at checkpoints,
+//     and also at once whenever a confirm passes a restart-point candidate
+//     (LogicalConfirmReceivedLocation → ReplicationSlotSave, about every
+//     running-xacts record), without flushing WAL first. So after a crash a
+//     slot may resume from an older position (events come again), but it may
+//     also have kept a position whose flips were lost with unflushed WAL:
+//     never confirm a position before the WAL of the writes it depends on is
+//     flushed (checkpoint.Position does this for the relay). Anything a
+//     logical walsender sends, keepalives included, is flushed WAL.
 //   - CreateSlot waits until every transaction running when it started has
 //     ended: a session idle in transaction, or a prepared transaction, blocks
-//     it. Bound its context.
+//     it. Bound its context; Blockers names what it waits for.
+//   - A walsender whose application_name synchronous_standby_names matches
+//     can be a synchronous standby: commits then wait for its confirms.
 package replication

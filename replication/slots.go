@@ -14,6 +14,7 @@ import (
 // Querier is what the functions below need from an ordinary (non-replication)
 // connection: *pgx.Conn, *pgxpool.Pool and pgx.Tx all qualify.
 type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }

@@ -28,6 +28,7 @@ func runCommand() *cli.Command {
 		&cli.Int64Flag{Name: "lock-id", EnvVars: []string{"CDCRELAY_LOCK_ID"}, Value: election.DefaultLockID, Usage: "advisory lock key of the leader; set it to your old poller's key so the two never run at once"},
 		&cli.DurationFlag{Name: "election-interval", EnvVars: []string{"CDCRELAY_ELECTION_INTERVAL"}, Value: election.DefaultInterval, Usage: "how often a standby tries to lead and a leader checks its lock"},
 		&cli.DurationFlag{Name: "shutdown-timeout", EnvVars: []string{"CDCRELAY_SHUTDOWN_TIMEOUT"}, Value: relay.DefaultShutdownTimeout, Usage: "how long SIGTERM waits for in-flight acks"},
+		&cli.DurationFlag{Name: "slot-create-timeout", EnvVars: []string{"CDCRELAY_SLOT_CREATE_TIMEOUT"}, Value: relay.DefaultSlotCreateTimeout, Usage: "how long creating the slot may wait for transactions open when it began, before it is retried"},
 		&cli.BoolFlag{Name: "ensure-stream", EnvVars: []string{"CDCRELAY_ENSURE_STREAM"}, Usage: "create or update the stream at start-up (needs --subjects)"},
 	}
 	return withConfig(&cli.Command{
@@ -90,7 +91,8 @@ func runConfig(c *cli.Context) (relay.Config, error) {
 			LockID:   c.Int64("lock-id"),
 			Interval: c.Duration("election-interval"),
 		},
-		ShutdownTimeout: c.Duration("shutdown-timeout"),
+		ShutdownTimeout:   c.Duration("shutdown-timeout"),
+		SlotCreateTimeout: c.Duration("slot-create-timeout"),
 	}
 	if c.Bool("ensure-stream") {
 		sc, err := streamConfigFrom(c)

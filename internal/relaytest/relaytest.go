@@ -43,7 +43,14 @@ type Harness struct {
 
 func New(t *testing.T, env *testenv.Env, migrate bool) *Harness {
 	t.Helper()
-	h := &Harness{T: t, URL: env.DB(t), NATS: env.NATS(t)}
+	return NewAt(t, env, env.DB(t), migrate)
+}
+
+// NewAt is New on a database the test made itself (a cluster of its own, a
+// multi-host URL), with the package's NATS.
+func NewAt(t *testing.T, env *testenv.Env, url string, migrate bool) *Harness {
+	t.Helper()
+	h := &Harness{T: t, URL: url, NATS: env.NATS(t)}
 	h.Pool = testenv.Pool(t, h.URL)
 	if migrate {
 		h.Migrate()
@@ -112,6 +119,19 @@ func (h *Harness) Start() *Relay {
 	go func() { run.done <- r.Run(ctx) }()
 	h.T.Cleanup(func() { run.Stop(h.T) })
 	return run
+}
+
+// Exited waits up to within for Run to return by itself, and returns its
+// error; exited is false when it is still running.
+func (run *Relay) Exited(within time.Duration) (exited bool, err error) {
+	select {
+	case err := <-run.done:
+		run.cancel()
+		run.cancel = nil
+		return true, err
+	case <-time.After(within):
+		return false, nil
+	}
 }
 
 // stop cancels the relay (a graceful shutdown) and waits for Run to return.

@@ -1,0 +1,227 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cdcrelay/cdcrelay/checkpoint"
+	"github.com/cdcrelay/cdcrelay/publish"
+	"github.com/cdcrelay/cdcrelay/replication"
+)
+
+// slotTakeover bounds how long a new leader waits for a deposed leader's
+// walsender to let go of the slot, or for a drop.
+const slotTakeover = 30 * time.Second
+
+// prepareSlot returns the position to start streaming from. A slot that is
+// missing, invalidated, or not marked as backfilled in its present
+// incarnation is (re)created and the unpublished rows visible in its
+// snapshot are published first: they committed before the slot's consistent
+// point, so snapshot plus stream miss nothing. An old LSN is never combined
+// with a new slot. Everything that changes the slot or its mark runs through
+// run, on the lock connection: a deposed leader can do none of it.
+func (r *Relay) prepareSlot(ctx context.Context, rc *replication.Conn, pipe *publish.Pipeline, run checkpoint.Runner) (pglogrepl.LSN, error) {
+	slot, err := replication.LookupSlot(ctx, r.pool, r.cfg.Slot)
+	if err != nil {
+		return 0, err
+	}
+	if slot.Exists {
+		if err := r.ownSlot(slot); err != nil {
+			return 0, err
+		}
+	}
+	if slot.Exists && slot.Active {
+		// We hold the lock, so whoever reads the slot lost leadership.
+		r.log.Warn().Int32("pid", slot.ActivePID).Msg("slot active for a stale backend; terminating it")
+		tctx, cancel := context.WithTimeout(ctx, slotTakeover)
+		err := run(tctx, func(ctx context.Context, conn *pgx.Conn) error {
+			return replication.TerminateActive(ctx, conn, r.cfg.Slot)
+		})
+		cancel()
+		if err != nil {
+			return 0, err
+		}
+	}
+	m, err := readMark(ctx, r.pool, r.cfg.Slot)
+	if err != nil {
+		return 0, err
+	}
+	reason := ""
+	switch {
+	case !slot.Exists:
+		reason = "it does not exist"
+	case slot.Invalidated:
+		reason = fmt.Sprintf("it was invalidated (wal_status %s)", slot.WALStatus)
+	case !m.done:
+		reason = "its initial backfill did not complete"
+	case slot.ConfirmedFlush < m.consistentPoint:
+		reason = fmt.Sprintf("it is not the slot whose backfill completed (confirmed %s, before that slot's consistent point %s)", slot.ConfirmedFlush, m.consistentPoint)
+	default:
+		return slot.ConfirmedFlush, nil
+	}
+	r.log.Warn().Str("slot", r.cfg.Slot).Msgf("creating slot and backfilling: %s", reason)
+	// Forget the mark first, durably: whatever happens from here on, a slot
+	// is trusted only once its own backfill completes.
+	if err := writeMark(ctx, run, r.cfg.Slot, 0); err != nil {
+		return 0, err
+	}
+	if slot.Exists {
+		dctx, cancel := context.WithTimeout(ctx, slotTakeover)
+		err := run(dctx, func(ctx context.Context, conn *pgx.Conn) error {
+			return replication.Drop(ctx, conn, r.cfg.Slot)
+		})
+		cancel()
+		if err != nil {
+			return 0, err
+		}
+	}
+	return r.createAndBackfill(ctx, rc, pipe, run)
+}
+
+// ownSlot refuses a same-named slot that another deployment made: the relay
+// must neither take it over nor drop it.
+func (r *Relay) ownSlot(s replication.Slot) error {
+	if s.Type == "logical" && s.Plugin == "pgoutput" && s.Database == r.database {
+		return nil
+	}
+	return &replication.CheckError{
+		Problem: fmt.Sprintf("replication slot %s is a %s slot (plugin %q) of database %q, not a pgoutput slot of %q", s.Name, s.Type, s.Plugin, s.Database, r.database),
+		Fix:     "give this deployment its own --slot, or drop that slot if nothing uses it",
+	}
+}
+
+func (r *Relay) createAndBackfill(ctx context.Context, rc *replication.Conn, pipe *publish.Pipeline, run checkpoint.Runner) (pglogrepl.LSN, error) {
+	snap, err := r.createSlot(ctx, rc)
+	if err != nil {
+		return 0, err
+	}
+	r.log.Info().Str("slot", r.cfg.Slot).Stringer("consistent_point", snap.ConsistentPoint).Msg("created slot; backfilling unpublished rows")
+	n, err := r.backfill(ctx, snap, pipe)
+	if err != nil {
+		return 0, err
+	}
+	if err := waitIdle(ctx, pipe); err != nil {
+		return 0, err
+	}
+	// Synchronous: the mark's commit also flushes the backfill's flips.
+	if err := writeMark(ctx, run, r.cfg.Slot, snap.ConsistentPoint); err != nil {
+		return 0, err
+	}
+	r.log.Info().Int("events", n).Msg("backfill complete; streaming")
+	return snap.ConsistentPoint, nil
+}
+
+// createSlot creates the slot, within SlotCreateTimeout. Creation waits for
+// every transaction that had an xid when it began; while it waits, the
+// blocking sessions are logged and shown as a stall.
+func (r *Relay) createSlot(ctx context.Context, rc *replication.Conn) (replication.Snapshot, error) {
+	cctx, cancel := context.WithTimeout(ctx, r.cfg.SlotCreateTimeout)
+	defer cancel()
+	watch, stopWatch := context.WithCancel(cctx)
+	var (
+		wg       sync.WaitGroup
+		blockers string
+	)
+	wg.Add(1)
+	go func() { defer wg.Done(); blockers = r.watchSlotCreation(watch, rc.BackendPID()) }()
+	snap, err := rc.CreateSlot(cctx, r.cfg.Slot)
+	stopWatch()
+	wg.Wait()
+	if err == nil {
+		r.stalls.clear(StallSlotCreation)
+		return snap, nil
+	}
+	if ctx.Err() == nil && cctx.Err() != nil {
+		if blockers == "" {
+			blockers = "no blocking transaction seen"
+		}
+		return snap, fmt.Errorf("create slot %s: gave up after %s waiting for transactions open when creation began: %s", r.cfg.Slot, r.cfg.SlotCreateTimeout, blockers)
+	}
+	return snap, err
+}
+
+// watchSlotCreation looks every second at what the creating walsender waits
+// for, and reports it (a warning when it changes, and the stall) until ctx
+// ends. It returns the last blockers seen.
+func (r *Relay) watchSlotCreation(ctx context.Context, pid uint32) string {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	last := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return last
+		case <-t.C:
+		}
+		bs, err := replication.Blockers(ctx, r.pool, pid)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn().Err(err).Msg("slot creation is slow; could not see what it waits for")
+			}
+			continue
+		}
+		desc := replication.Describe(bs)
+		if desc == "" {
+			continue
+		}
+		if desc != last {
+			r.log.Warn().Str("slot", r.cfg.Slot).Str("blocked_by", desc).
+				Msg("slot creation waits for transactions that were open when it began; end them, or it is retried after --slot-create-timeout")
+		}
+		last = desc
+		r.stalls.set(StallSlotCreation, "creating the slot waits for "+desc, time.Time{})
+	}
+}
+
+// A slot is trusted only once its initial backfill completed: a crash during
+// the backfill leaves the slot behind, and streaming from it would skip the
+// rows the backfill had not published. bus.relay_slot records completion,
+// with the slot's consistent point, and is cleared before a slot is created.
+type mark struct {
+	done            bool
+	consistentPoint pglogrepl.LSN
+}
+
+func readMark(ctx context.Context, q replication.Querier, slot string) (mark, error) {
+	var m mark
+	err := q.QueryRow(ctx, `SELECT backfilled_at IS NOT NULL, consistent_point::text FROM bus.relay_slot WHERE slot_name = $1`, slot).
+		Scan(&m.done, &m.consistentPoint)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return mark{}, nil
+	}
+	if err != nil {
+		return mark{}, fmt.Errorf("read bus.relay_slot: %w", err)
+	}
+	return m, nil
+}
+
+// writeMark records that the slot created at consistentPoint is backfilled,
+// or with 0 forgets any mark. It commits synchronously, under the lease.
+func writeMark(ctx context.Context, run checkpoint.Runner, slot string, consistentPoint pglogrepl.LSN) error {
+	err := run(ctx, func(ctx context.Context, conn *pgx.Conn) error {
+		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = on`); err != nil {
+				return err
+			}
+			if consistentPoint == 0 {
+				_, err := tx.Exec(ctx, `DELETE FROM bus.relay_slot WHERE slot_name = $1`, slot)
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO bus.relay_slot (slot_name, consistent_point, backfilled_at)
+VALUES ($1, $2::pg_lsn, now())
+ON CONFLICT (slot_name) DO UPDATE SET consistent_point = EXCLUDED.consistent_point, backfilled_at = EXCLUDED.backfilled_at`,
+				slot, consistentPoint.String())
+			return err
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("record backfill of slot %s in bus.relay_slot: %w", slot, err)
+	}
+	return nil
+}
