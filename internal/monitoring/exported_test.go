@@ -132,7 +132,7 @@ type ruleFile struct {
 	} `yaml:"groups"`
 }
 
-func readRules(t *testing.T) []alertRule {
+func readRuleFile(t *testing.T) ruleFile {
 	t.Helper()
 	b, err := os.ReadFile(rulesFile)
 	if err != nil {
@@ -142,8 +142,14 @@ func readRules(t *testing.T) []alertRule {
 	if err := yaml.Unmarshal(b, &f); err != nil {
 		t.Fatalf("%s: %v", rulesFile, err)
 	}
+	return f
+}
+
+// readRules lists the rules of every group.
+func readRules(t *testing.T) []alertRule {
+	t.Helper()
 	var out []alertRule
-	for _, g := range f.Groups {
+	for _, g := range readRuleFile(t).Groups {
 		out = append(out, g.Rules...)
 	}
 	if len(out) == 0 {

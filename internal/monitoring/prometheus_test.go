@@ -32,14 +32,7 @@ var fast = map[string][2]string{
 
 func fastRules(t *testing.T) []byte {
 	t.Helper()
-	b, err := os.ReadFile(rulesFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f ruleFile
-	if err := yaml.Unmarshal(b, &f); err != nil {
-		t.Fatal(err)
-	}
+	f := readRuleFile(t)
 	for _, g := range f.Groups {
 		for i := range g.Rules {
 			r := &g.Rules[i]
@@ -66,14 +59,7 @@ func TestAlertsFireOnRealFaults(t *testing.T) {
 	relayBin := buildRelay(t)
 	h := relaytest.New(t, env, true)
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	args := []string{"--log-format", "json", "run",
-		"--database-url", h.URL,
-		"--nats-url", h.NATS.URL(),
-		"--lock-id", fmt.Sprint(h.Cfg.Election.LockID),
-		"--election-interval", "250ms",
-		"--ack-timeout", "2s",
-		"--metrics-addr", metricsAddr,
-	}
+	args := h.RunArgs("--metrics-addr", metricsAddr)
 	relay := startProcess(t, "relay", relayBin, args...)
 	prom := startPrometheus(t, promBin, metricsAddr, fastRules(t))
 	const within = time.Minute
