@@ -7,9 +7,10 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 
 all: lint test build
 
-## deps: install what a fresh Debian machine lacks (PostgreSQL server binaries)
+## deps: install what a fresh Debian machine lacks (PostgreSQL server binaries; promtool and prometheus)
 deps:
 	@./scripts/ensure-deps.sh
+	@./scripts/ensure-prometheus.sh
 
 ## build: static cdcrelay binary in bin/
 build:

@@ -31,7 +31,7 @@ type collector struct {
 	state, leader, streaming, ready, leaderSince                      *prometheus.Desc
 	inFlight, inFlightBytes, confirmed, lagSeconds                    *prometheus.Desc
 	heartbeatAge, heartbeatRTT, heartbeatStale                        *prometheus.Desc
-	slotLag, slotRetained, slotActive, slotInvalidated                *prometheus.Desc
+	slotLag, slotRetained, slotSafe, slotActive, slotInvalidated      *prometheus.Desc
 	unpublished, oldestUnpublished                                    *prometheus.Desc
 	pruned, pruneFailures, queryErrors                                *prometheus.Desc
 	stalled, flipsGivenUp                                             *prometheus.Desc
@@ -66,6 +66,8 @@ func newCollector(cfg Config) *collector {
 		slotLag: desc("slot_lag_bytes", "WAL written by the server since the slot's confirmed position (pg_current_wal_lsn() - confirmed_flush_lsn).", "slot"),
 		slotRetained: desc("slot_retained_wal_bytes",
 			"WAL the slot keeps on the server's disk (pg_current_wal_lsn() - restart_lsn).", "slot"),
+		slotSafe: desc("slot_safe_wal_bytes",
+			"WAL the server can still write before the slot loses WAL it needs (safe_wal_size, bounded by max_slot_wal_keep_size); absent without such a limit.", "slot"),
 		slotActive: desc("slot_active", "1 when a walsender is reading the slot; absent when the slot does not exist.", "slot"),
 		slotInvalidated: desc("slot_invalidated",
 			"1 when the slot lost the WAL it needs (wal_status lost, or invalidated): the leader recreates it and backfills.", "slot"),
@@ -91,7 +93,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.state, c.leader, c.streaming, c.ready, c.leaderSince,
 		c.inFlight, c.inFlightBytes, c.confirmed, c.lagSeconds,
 		c.heartbeatAge, c.heartbeatRTT, c.heartbeatStale,
-		c.slotLag, c.slotRetained, c.slotActive, c.slotInvalidated,
+		c.slotLag, c.slotRetained, c.slotSafe, c.slotActive, c.slotInvalidated,
 		c.unpublished, c.oldestUnpublished, c.pruned, c.pruneFailures, c.queryErrors,
 		c.stalled, c.flipsGivenUp,
 	} {
@@ -202,6 +204,9 @@ func (c *collector) collectSlot(ch chan<- prometheus.Metric, gauge func(*prometh
 	}
 	if slot.RetainedBytes >= 0 {
 		gauge(c.slotRetained, float64(slot.RetainedBytes), name)
+	}
+	if slot.SafeBytes >= 0 {
+		gauge(c.slotSafe, float64(slot.SafeBytes), name)
 	}
 }
 

@@ -10,10 +10,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/cdcrelay/cdcrelay/publish"
 	"github.com/cdcrelay/cdcrelay/relay"
@@ -54,6 +56,21 @@ type Config struct {
 	Backlog *Backlog
 	// Prune, when set, supplies retention's counts.
 	Prune PruneStats
+}
+
+// NewRegistry returns the registry a relay process serves: the Go runtime's
+// and the process's metrics and cdcrelay_build_info, labelled with version.
+// NewAckLatency and Register add the relay's own.
+func NewRegistry(version string) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace:   Namespace,
+			Name:        "build_info",
+			Help:        "1, labelled with the version of cdcrelay and of Go.",
+			ConstLabels: prometheus.Labels{"version": version, "go_version": runtime.Version()},
+		}, func() float64 { return 1 }))
+	return reg
 }
 
 // Register adds the relay collector to reg. The ack latency histogram is

@@ -19,7 +19,17 @@ type Slot struct {
 	// not confirmed. RetainedBytes is Current minus restart_lsn: WAL the slot
 	// keeps on disk. Both are -1 when the slot has no such position.
 	LagBytes, RetainedBytes int64
+	// SafeBytes is the WAL the server can still write before the slot loses
+	// WAL it needs (safe_wal_size): max_slot_wal_keep_size minus what it
+	// retains. -1 when there is no such limit (max_slot_wal_keep_size = -1),
+	// the slot is lost, or the server is older than PostgreSQL 13.
+	SafeBytes int64
 }
+
+// walSQL reads the server's WAL position and the slot's safe_wal_size, a
+// column PostgreSQL 13 added (hence to_jsonb).
+const walSQL = `SELECT pg_current_wal_lsn()::text,
+       (SELECT (to_jsonb(s)->>'safe_wal_size')::bigint FROM pg_replication_slots s WHERE s.slot_name = $1)`
 
 // ReadSlot reads the slot and the server's WAL position. Both views are
 // cheap (in-memory), so this runs at every scrape.
@@ -28,13 +38,19 @@ func ReadSlot(ctx context.Context, q replication.Querier, name string) (Slot, er
 	if err != nil {
 		return Slot{}, err
 	}
-	out := Slot{Slot: s, LagBytes: -1, RetainedBytes: -1}
+	out := Slot{Slot: s, LagBytes: -1, RetainedBytes: -1, SafeBytes: -1}
 	if !s.Exists {
 		return out, nil
 	}
-	var cur string
-	if err := q.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&cur); err != nil {
+	var (
+		cur  string
+		safe *int64
+	)
+	if err := q.QueryRow(ctx, walSQL, name).Scan(&cur, &safe); err != nil {
 		return Slot{}, fmt.Errorf("read current WAL position: %w", err)
+	}
+	if safe != nil {
+		out.SafeBytes = max(*safe, 0)
 	}
 	if out.Current, err = pglogrepl.ParseLSN(cur); err != nil {
 		return Slot{}, fmt.Errorf("read current WAL position: %w", err)

@@ -4,13 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
@@ -88,14 +85,7 @@ func operationFrom(c *cli.Context) operation {
 // measurement and retention, until ctx ends or the relay fails.
 func runRelay(ctx context.Context, log zerolog.Logger, cfg relay.Config, op operation) error {
 	secrets := op.secrets
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace:   metrics.Namespace,
-			Name:        "build_info",
-			Help:        "1, labelled with the version of cdcrelay and of Go.",
-			ConstLabels: prometheus.Labels{"version": version, "go_version": runtime.Version()},
-		}, func() float64 { return 1 }))
+	reg := metrics.NewRegistry(version)
 	ack, err := metrics.NewAckLatency(reg)
 	if err != nil {
 		return err

@@ -87,7 +87,7 @@ func leader(t *testing.T, h *relaytest.Harness, procs []*proc) *proc {
 func startReplicas(t *testing.T, h *relaytest.Harness, n int) []*proc {
 	procs := make([]*proc, n)
 	for i := range procs {
-		procs[i] = startProc(t, fmt.Sprintf("replica-%d", i+1), relayArgs(h))
+		procs[i] = startProc(t, fmt.Sprintf("replica-%d", i+1), h.RunArgs())
 	}
 	return procs
 }
@@ -141,7 +141,7 @@ func TestLeaderKilledStandbyTakesOverFast(t *testing.T) {
 		})
 		times = append(times, took)
 		logFailover(t, "SIGKILL", took)
-		procs = append(procs, startProc(t, fmt.Sprintf("replica-r%d", round), relayArgs(h)))
+		procs = append(procs, startProc(t, fmt.Sprintf("replica-r%d", round), h.RunArgs()))
 	}
 	w.wait(t)
 	h.WaitAllDelivered(2 * time.Minute)
@@ -247,7 +247,7 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 	w := startWriters(t, h, 20000)
 	for i := range procs {
 		procs[i].terminate(t, 30*time.Second)
-		procs[i] = startProc(t, fmt.Sprintf("replica-%d-b", i+1), relayArgs(h))
+		procs[i] = startProc(t, fmt.Sprintf("replica-%d-b", i+1), h.RunArgs())
 		leader(t, h, procs)
 	}
 	w.wait(t)

@@ -16,7 +16,7 @@ import (
 func TestSIGKILLMidRunLosesNothing(t *testing.T) {
 	h := relaytest.New(t, env, true)
 	h.Cfg.Election.LockID = rand.Int64N(1 << 40)
-	p := startProc(t, "relay-1", relayArgs(h))
+	p := startProc(t, "relay-1", h.RunArgs())
 	testenv.Eventually(t, time.Minute, func() error {
 		if !slotActive(h) {
 			return errors.New("relay not streaming yet")
@@ -31,7 +31,7 @@ func TestSIGKILLMidRunLosesNothing(t *testing.T) {
 		return nil
 	})
 	p.kill()
-	p2 := startProc(t, "relay-2", relayArgs(h))
+	p2 := startProc(t, "relay-2", h.RunArgs())
 	w.wait(t)
 	h.WaitAllDelivered(3 * time.Minute)
 	msgs := h.CheckStream()

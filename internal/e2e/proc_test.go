@@ -48,18 +48,6 @@ type proc struct {
 	err  error
 }
 
-// relayArgs is the command line of a relay on the harness's servers.
-func relayArgs(h *relaytest.Harness, extra ...string) []string {
-	args := []string{"--log-format", "json", "run",
-		"--database-url", h.URL,
-		"--nats-url", h.NATS.URL(),
-		"--lock-id", fmt.Sprint(h.Cfg.Election.LockID),
-		"--election-interval", "250ms",
-		"--ack-timeout", "2s",
-	}
-	return append(args, extra...)
-}
-
 func startProc(t *testing.T, name string, args []string) *proc {
 	t.Helper()
 	p := &proc{name: name, log: filepath.Join(t.TempDir(), name+".log"), done: make(chan struct{})}

@@ -101,6 +101,19 @@ func (h *Harness) EnsureStream(subjects ...string) {
 	}
 }
 
+// RunArgs is the command line of a cdcrelay process (`cdcrelay run`) on the
+// harness's servers and lock, for the tests that run the binary.
+func (h *Harness) RunArgs(extra ...string) []string {
+	args := []string{"--log-format", "json", "run",
+		"--database-url", h.URL,
+		"--nats-url", h.NATS.URL(),
+		"--lock-id", fmt.Sprint(h.Cfg.Election.LockID),
+		"--election-interval", "250ms",
+		"--ack-timeout", "2s",
+	}
+	return append(args, extra...)
+}
+
 // running is a relay started in this process.
 type Relay struct {
 	cancel context.CancelFunc

@@ -74,7 +74,8 @@ type Config struct {
 	// Logger receives the line logged when Start cannot connect and the one
 	// logged when a later attempt succeeds. The zero value logs nothing.
 	Logger zerolog.Logger
-	// Registerer receives the drop counter. Nil means it is not registered.
+	// Registerer receives the drop counter and the queue gauges. Nil means
+	// they are not registered.
 	Registerer prometheus.Registerer
 }
 

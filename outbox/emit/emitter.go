@@ -3,7 +3,9 @@
 // to a bounded queue and returns; one goroutine publishes asynchronously and
 // a second awaits the acks. Whatever is not acknowledged is dropped and
 // counted by reason in cdcrelay_emitter_dropped_total (queue_full, serialize,
-// publish, ack) and in Stats.
+// publish, ack) and in Stats; cdcrelay_emitter_queued_events against
+// cdcrelay_emitter_queue_capacity_events shows a queue filling up before it
+// drops.
 //
 // Use it for events that may be lost, such as metrics-like facts and audit
 // trails that tolerate gaps. An event that must not be lost belongs in the
@@ -40,6 +42,7 @@ type Emitter struct {
 	log    zerolog.Logger
 	count  *counters
 	queue  chan event
+	queues *queues // the queue gauges, shared with other emitters on the registry
 
 	// mu orders Emit's send on queue against Close's close of it, and
 	// against the pipeline being switched on.
@@ -78,13 +81,20 @@ func New(cfg Config) (*Emitter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("emit: %w", err)
 	}
+	queues, err := newQueues(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("emit: %w", err)
+	}
+	queue := make(chan event, cfg.QueueSize)
+	queues.add(queue)
 	lifeCtx, lifeStop := context.WithCancel(context.Background())
 	return &Emitter{
 		cfg:      cfg,
 		prefix:   prefix + ".",
 		log:      cfg.Logger,
 		count:    count,
-		queue:    make(chan event, cfg.QueueSize),
+		queue:    queue,
+		queues:   queues,
 		lifeCtx:  lifeCtx,
 		lifeStop: lifeStop,
 		draining: make(chan struct{}),
@@ -189,6 +199,7 @@ func (e *Emitter) Close(ctx context.Context) error {
 		e.abortOnce.Do(func() { close(e.abort) })
 		<-done // the pipeline notices abort at once
 	}
+	e.queues.remove(e.queue)
 
 	e.life.Lock()
 	nc := e.nc

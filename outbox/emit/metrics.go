@@ -3,6 +3,7 @@ package emit
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,25 +68,14 @@ type counters struct {
 }
 
 func newCounters(reg prometheus.Registerer) (*counters, error) {
-	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
+	vec, err := registerShared(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "cdcrelay",
 		Subsystem: "emitter",
 		Name:      "dropped_total",
 		Help:      "Events passed to Emit that were not acknowledged by JetStream, by reason.",
-	}, []string{"reason"})
-	if reg != nil {
-		if err := reg.Register(vec); err != nil {
-			// A second emitter in the process shares the first one's counter.
-			var are prometheus.AlreadyRegisteredError
-			existing, ok := vec, false
-			if errors.As(err, &are) {
-				existing, ok = are.ExistingCollector.(*prometheus.CounterVec)
-			}
-			if !ok {
-				return nil, fmt.Errorf("register drop counter: %w", err)
-			}
-			vec = existing
-		}
+	}, []string{"reason"}))
+	if err != nil {
+		return nil, fmt.Errorf("register drop counter: %w", err)
 	}
 	c := &counters{}
 	for r := range numReasons {
@@ -93,6 +83,81 @@ func newCounters(reg prometheus.Registerer) (*counters, error) {
 		c.metric[r] = vec.WithLabelValues(r.label())
 	}
 	return c, nil
+}
+
+// registerShared registers c on reg and returns it, or the collector of the
+// same kind already registered there: a second emitter in the process shares
+// the first one's metrics. A nil reg registers nothing.
+func registerShared[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if reg == nil {
+		return c, nil
+	}
+	err := reg.Register(c)
+	if err == nil {
+		return c, nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, err
+}
+
+// queues exports the depth and capacity of the queues of the emitters
+// registered on one registry, summed (like the drop counter, one series per
+// process). They are read at scrape time: Emit pays nothing for them.
+type queues struct {
+	depth, capacity *prometheus.Desc
+
+	mu  sync.Mutex
+	set map[chan event]struct{}
+}
+
+func newQueues(reg prometheus.Registerer) (*queues, error) {
+	q, err := registerShared(reg, &queues{
+		depth: prometheus.NewDesc("cdcrelay_emitter_queued_events",
+			"Events accepted by Emit and not yet handed to NATS; at cdcrelay_emitter_queue_capacity_events Emit drops (reason queue_full).", nil, nil),
+		capacity: prometheus.NewDesc("cdcrelay_emitter_queue_capacity_events",
+			"Events the emitters' queues hold at most (Config.QueueSize).", nil, nil),
+		set: map[chan event]struct{}{},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("register queue gauges: %w", err)
+	}
+	return q, nil
+}
+
+func (q *queues) add(ch chan event) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.set[ch] = struct{}{}
+}
+
+func (q *queues) remove(ch chan event) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.set, ch)
+}
+
+// Describe sends the two gauges' descriptors.
+func (q *queues) Describe(ch chan<- *prometheus.Desc) {
+	ch <- q.depth
+	ch <- q.capacity
+}
+
+// Collect sums the queues' lengths and capacities.
+func (q *queues) Collect(ch chan<- prometheus.Metric) {
+	q.mu.Lock()
+	depth, capacity := 0, 0
+	for c := range q.set {
+		depth += len(c)
+		capacity += cap(c)
+	}
+	q.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(q.depth, prometheus.GaugeValue, float64(depth))
+	ch <- prometheus.MustNewConstMetric(q.capacity, prometheus.GaugeValue, float64(capacity))
 }
 
 func (c *counters) drop(r reason) {
