@@ -99,6 +99,8 @@ type slotStatus struct {
 	RetainedBytes int64  `json:"retained_wal_bytes"`
 	WALStatus     string `json:"wal_status,omitempty"`
 	Invalidated   bool   `json:"invalidated"`
+	// CreationBlockedBy names the transactions a slot creation waits for.
+	CreationBlockedBy string `json:"creation_blocked_by,omitempty"`
 }
 
 type outboxStatus struct {
@@ -173,7 +175,15 @@ func gatherStatus(ctx context.Context, c *cli.Context) (*status, error) {
 	if slot.ConfirmedFlush != 0 {
 		st.Slot.ConfirmedLSN = slot.ConfirmedFlush.String()
 	}
+	// A slot being created shows, active, before it has a position.
+	if !slot.Exists || slot.ConfirmedFlush == 0 {
+		if st.Slot.CreationBlockedBy, err = slotCreationBlockers(ctx, conn, st.Slot.Name); err != nil {
+			return nil, err
+		}
+	}
 	switch {
+	case st.Slot.CreationBlockedBy != "":
+		problem("slot %s is being created but waits for %s: end those transactions", st.Slot.Name, st.Slot.CreationBlockedBy)
 	case !slot.Exists:
 		problem("slot %s does not exist (the leader creates it when it starts)", st.Slot.Name)
 	case slot.Invalidated:
