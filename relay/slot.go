@@ -65,7 +65,11 @@ func (r *Relay) prepareSlot(ctx context.Context, rc *replication.Conn, pipe *pub
 	default:
 		return slot.ConfirmedFlush, nil
 	}
-	r.log.Warn().Str("slot", r.cfg.Slot).Msgf("creating slot and backfilling: %s", reason)
+	ev := r.log.Warn()
+	if !slot.Exists && !m.done {
+		ev = r.log.Info() // a first start
+	}
+	ev.Str("slot", r.cfg.Slot).Msgf("creating slot and backfilling: %s", reason)
 	// Forget the mark first, durably: whatever happens from here on, a slot
 	// is trusted only once its own backfill completes.
 	if err := writeMark(ctx, run, r.cfg.Slot, 0); err != nil {
@@ -209,12 +213,9 @@ func writeMark(ctx context.Context, run checkpoint.Runner, slot string, consiste
 			if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = on`); err != nil {
 				return err
 			}
-			if consistentPoint == 0 {
-				_, err := tx.Exec(ctx, `DELETE FROM bus.relay_slot WHERE slot_name = $1`, slot)
-				return err
-			}
+			// An upsert either way: the relay's role has no DELETE here.
 			_, err := tx.Exec(ctx, `INSERT INTO bus.relay_slot (slot_name, consistent_point, backfilled_at)
-VALUES ($1, $2::pg_lsn, now())
+VALUES ($1, $2::pg_lsn, CASE WHEN $2::pg_lsn = '0/0' THEN NULL ELSE now() END)
 ON CONFLICT (slot_name) DO UPDATE SET consistent_point = EXCLUDED.consistent_point, backfilled_at = EXCLUDED.backfilled_at`,
 				slot, consistentPoint.String())
 			return err
