@@ -45,25 +45,39 @@ type Stats struct {
 	Flipped atomic.Uint64 // rows of published events flipped (dead letters not counted)
 }
 
-// FlushPoll is how often Loop asks the server how far WAL is flushed while a
-// flip waits for it and nothing else happens. Asynchronous commits reach disk
-// within three wal_writer_delay (200 ms by default).
-const FlushPoll = 50 * time.Millisecond
+// FlushPoll is how often Loop looks again while a flip waits for its WAL to
+// be flushed and nothing else happens; ForceFlushAfter is how long it lets
+// the server flush by itself (asynchronous commits reach disk within three
+// wal_writer_delay, 600 ms by default) before it forces a flush.
+const (
+	FlushPoll       = 50 * time.Millisecond
+	ForceFlushAfter = time.Second
+)
 
 // Loop drains the pipeline's resolved items in order, flips them in batches
-// through run and advances pos once each flip is on disk. It returns when ctx
-// ends or a flip fails; a failed flip leaves the position where it was, so
-// nothing is lost. onMissing, if set, hears of rows Flip gave up on.
+// through run and tells pos what each flip wrote; the slot reader tells pos
+// when that WAL is flushed. It returns when ctx ends or a flip fails; a
+// failed flip leaves the position where it was, so nothing is lost.
+// onMissing, if set, hears of rows Flip gave up on.
+//
+// Only the walsender tells how far WAL is flushed, never
+// pg_current_wal_flush_lsn(): with synchronized_standby_slots a failover
+// slot's walsender sends nothing the standbys have not flushed too, so a
+// position confirmed (and synced to a standby) never depends on a flip the
+// standby could lose in a failover.
 func Loop(ctx context.Context, p *publish.Pipeline, run Runner, pos *Position, stats *Stats, onMissing func(ids []int64)) error {
 	buf := make([]publish.Item, 0, DefaultBatch)
+	var stuck stuckFlush
 	for {
 		items, err := resolved(ctx, p, buf[:0], pos)
 		if err != nil {
 			return err
 		}
 		if len(items) == 0 {
-			if err := pollFlush(ctx, run, pos); err != nil {
-				return err
+			if stuck.due(pos) {
+				if err := forceFlush(ctx, run); err != nil {
+					return err
+				}
 			}
 			continue
 		}
@@ -78,7 +92,6 @@ func Loop(ctx context.Context, p *publish.Pipeline, run Runner, pos *Position, s
 		if lsn, ok := Watermark(items); ok {
 			pos.Flipped(lsn)
 		}
-		pos.Flushed(res.Flushed)
 		if stats != nil {
 			for _, it := range items {
 				if it.Event != nil && it.DeadLetter == nil {
@@ -105,13 +118,46 @@ func resolved(ctx context.Context, p *publish.Pipeline, buf []publish.Item, pos 
 	return items, err
 }
 
-func pollFlush(ctx context.Context, run Runner, pos *Position) error {
+// stuckFlush notices a flip whose WAL has not been flushed for
+// ForceFlushAfter. The flip's WAL end is read after its commit, so WAL that
+// another session wrote in between counts too; if that session then idles
+// in its transaction nothing may flush it for a long time.
+type stuckFlush struct {
+	needs pglogrepl.LSN
+	since time.Time
+}
+
+func (s *stuckFlush) due(pos *Position) bool {
+	needs, waiting := pos.Waiting()
+	if !waiting {
+		s.needs = 0
+		return false
+	}
+	if needs != s.needs {
+		s.needs, s.since = needs, time.Now()
+		return false
+	}
+	if time.Since(s.since) < ForceFlushAfter {
+		return false
+	}
+	s.since = time.Now()
+	return true
+}
+
+// forceFlush commits a transaction synchronously, which flushes every WAL
+// record before its own. The transaction must write WAL of its own, or its
+// commit is not flushed: a transactional logical message (which the reader
+// ignores) is the smallest write the relay's role may make.
+func forceFlush(ctx context.Context, run Runner) error {
 	return run(ctx, func(ctx context.Context, conn *pgx.Conn) error {
-		var flushed pglogrepl.LSN
-		if err := conn.QueryRow(ctx, `SELECT pg_current_wal_flush_lsn()::text`).Scan(&flushed); err != nil {
-			return fmt.Errorf("read WAL flush position: %w", err)
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		b.Queue("SET LOCAL synchronous_commit = on")
+		b.Queue("SELECT pg_logical_emit_message(true, 'cdcrelay-flush', '')")
+		b.Queue("COMMIT")
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("flush WAL: %w", err)
 		}
-		pos.Flushed(flushed)
 		return nil
 	})
 }
@@ -142,8 +188,6 @@ type FlipResult struct {
 	// WALEnd is a WAL position read after the flip committed: its commit
 	// record, and every dead letter recorded with it, ends at or before it.
 	WALEnd pglogrepl.LSN
-	// Flushed is how far WAL was on disk when the flip ended.
-	Flushed pglogrepl.LSN
 }
 
 // Flip marks the events among items published and records the dead letters
@@ -214,10 +258,10 @@ func Flip(ctx context.Context, run Runner, items []publish.Item) (FlipResult, er
 	}
 }
 
-const walSQL = `SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text`
+const walSQL = `SELECT pg_current_wal_insert_lsn()::text`
 
 // flipOnce records the dead letters and flips ids in one transaction, then
-// reads the WAL positions after its commit, all in one round trip. It
+// reads the WAL insert position after its commit, all in one round trip. It
 // returns how many rows the flip changed.
 func flipOnce(ctx context.Context, conn *pgx.Conn, ids []int64, dead []publish.Item, res *FlipResult) (int64, error) {
 	b := &pgx.Batch{}
@@ -256,7 +300,7 @@ func readFlip(br pgx.BatchResults, dead []publish.Item, res *FlipResult) (int64,
 	if _, err := br.Exec(); err != nil {
 		return 0, fmt.Errorf("commit: %w", err)
 	}
-	if err := br.QueryRow().Scan(&res.WALEnd, &res.Flushed); err != nil {
+	if err := br.QueryRow().Scan(&res.WALEnd); err != nil {
 		return 0, fmt.Errorf("read WAL position: %w", err)
 	}
 	return tag.RowsAffected(), nil

@@ -84,8 +84,8 @@ func TestFlipMarksRowsAndRecordsDeadLetters(t *testing.T) {
 	if err != nil || len(res.Missing) > 0 {
 		t.Fatalf("flip: %v, missing %v", err, res.Missing)
 	}
-	if res.WALEnd == 0 || res.Flushed == 0 {
-		t.Fatalf("flip reported WAL end %s, flushed %s", res.WALEnd, res.Flushed)
+	if res.WALEnd == 0 {
+		t.Fatal("flip reported no WAL end")
 	}
 	var flipped, stamped int
 	if err := pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE published_to_nats), count(published_at) FROM bus.outbox`).Scan(&flipped, &stamped); err != nil {

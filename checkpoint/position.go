@@ -81,9 +81,9 @@ func (p *Position) Flipped(at pglogrepl.LSN) {
 	}
 }
 
-// Flushed records that WAL is on disk up to lsn, from
-// pg_current_wal_flush_lsn() or from anything a logical walsender sent: it
-// decodes flushed WAL only.
+// Flushed records that WAL is on disk up to lsn: any LSN a logical
+// walsender sent (it decodes flushed WAL only, and with
+// synchronized_standby_slots only WAL those standbys flushed too).
 func (p *Position) Flushed(lsn pglogrepl.LSN) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -111,6 +111,23 @@ func TestCrashBeforeDeadLetterIsFlushedLosesNothing(t *testing.T) {
 	h.WaitAllDelivered(time.Minute)
 }
 
+// The relay confirms a flip's position only once its WAL is flushed; when
+// nothing would flush it (the WAL writer stopped, no other commits), the
+// relay flushes it itself instead of holding the slot back forever.
+func TestConfirmDoesNotWaitForeverForAFlush(t *testing.T) {
+	c := ownCluster(t, map[string]string{"bgwriter_lru_maxpages": "0"})
+	h := relaytest.NewAt(t, env, c.URL("postgres"), true)
+	h.Cfg.HeartbeatInterval = -1
+	r := h.Start()
+	h.WaitStreaming(r)
+	stopWALWriter(t, h.Pool)
+	seq := 0
+	relaytest.WriteN(t, h, 1, 10, &seq)
+	end := h.CurrentLSN()
+	h.WaitAllDelivered(time.Minute)
+	h.WaitConfirmedPast(end)
+}
+
 // After a failover to a standby that lagged, the new primary's timeline forks
 // below what the relay confirmed on the old one. A new leadership term must
 // start from the slot's own position: confirming its memory of the old

@@ -47,6 +47,11 @@ func (r *Relay) prepareSlot(ctx context.Context, rc *replication.Conn, pipe *pub
 		if err != nil {
 			return 0, err
 		}
+		// The deposed walsender may have confirmed more before it ended:
+		// resume from there, not from the position read before.
+		if slot, err = replication.LookupSlot(ctx, r.pool, r.cfg.Slot); err != nil {
+			return 0, err
+		}
 	}
 	m, err := readMark(ctx, r.pool, r.cfg.Slot)
 	if err != nil {
@@ -142,6 +147,11 @@ func (r *Relay) createSlot(ctx context.Context, rc *replication.Conn) (replicati
 		return snap, nil
 	}
 	if ctx.Err() == nil && cctx.Err() != nil {
+		// Closing the connection does not stop a walsender waiting on a
+		// lock, and it would hold the half-made slot: end it.
+		if _, kerr := r.pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, int32(rc.BackendPID())); kerr != nil {
+			r.log.Warn().Err(kerr).Uint32("pid", rc.BackendPID()).Msg("could not end the walsender whose slot creation timed out")
+		}
 		if blockers == "" {
 			blockers = "no blocking transaction seen"
 		}

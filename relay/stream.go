@@ -10,7 +10,6 @@ import (
 
 	"github.com/cdcrelay/cdcrelay/checkpoint"
 	"github.com/cdcrelay/cdcrelay/decode"
-	"github.com/cdcrelay/cdcrelay/internal/backoff"
 	"github.com/cdcrelay/cdcrelay/publish"
 	"github.com/cdcrelay/cdcrelay/replication"
 )
@@ -63,9 +62,14 @@ func (rd *reader) loop(ctx context.Context) error {
 			return err
 		}
 		deadline := rd.lastStatus.Add(rd.r.cfg.StatusInterval)
-		if d := time.Now().Add(time.Second); d.Before(deadline) {
+		wake := time.Second
+		if rd.waitingForFlush() {
+			wake = flushProbe
+		}
+		if d := time.Now().Add(wake); d.Before(deadline) {
 			// Wake at least every second to notice cancellation and send
-			// progress promptly when the checkpoint moved.
+			// progress promptly when the checkpoint moved; more often while
+			// a flip waits to be known flushed.
 			deadline = d
 		}
 		f, err := rd.rc.Receive(deadline)
@@ -145,23 +149,37 @@ func (rd *reader) submit(ctx context.Context, it publish.Item) error {
 	}
 }
 
+// flushProbe is how often the reader asks the walsender how far it has
+// decoded while a flip waits to be known flushed: only the walsender's
+// positions count as flushed (see checkpoint.Loop).
+const flushProbe = 100 * time.Millisecond
+
 // maybeStatus sends a standby status update when forced, when the interval
 // has passed, or when the checkpoint moved and the last update is not fresh.
+// While a flip waits for its WAL it asks for a keepalive in reply, at most
+// every flushProbe.
 func (rd *reader) maybeStatus(ctx context.Context, force bool) error {
 	pos := rd.pos.Load()
 	since := time.Since(rd.lastStatus)
-	if !force && since < rd.r.cfg.StatusInterval && !(pos > rd.sentPos && since >= 100*time.Millisecond) {
+	probe := since >= flushProbe && rd.waitingForFlush()
+	if !force && !probe && since < rd.r.cfg.StatusInterval && !(pos > rd.sentPos && since >= 100*time.Millisecond) {
 		return nil
 	}
-	if err := rd.rc.SendStatus(ctx, pos); err != nil {
+	send := rd.rc.SendStatus
+	if probe {
+		send = rd.rc.RequestKeepalive
+	}
+	if err := send(ctx, pos); err != nil {
 		return fmt.Errorf("send standby status: %w", err)
 	}
 	rd.lastStatus, rd.sentPos = time.Now(), pos
 	return nil
 }
 
-// drain waits for the window to empty and the last flips to reach disk,
-// keeping the walsender informed, then confirms the final position.
+// drain waits for the window to empty and the last flips to be known
+// flushed, keeping the walsender informed and reading its positions, then
+// confirms the final position. Data that arrives now is not handled: it lies
+// beyond anything confirmed, so it comes again.
 func (rd *reader) drain(work context.Context) error {
 	ctx, cancel := context.WithTimeout(work, rd.r.cfg.ShutdownTimeout)
 	defer cancel()
@@ -169,9 +187,24 @@ func (rd *reader) drain(work context.Context) error {
 		if err := rd.maybeStatus(ctx, false); err != nil {
 			return err
 		}
-		if !backoff.Sleep(ctx, 20*time.Millisecond) {
+		if ctx.Err() != nil {
 			rd.r.log.Warn().Msg("shutdown timeout: events still in flight will be sent again by the next leader")
 			break
+		}
+		f, err := rd.rc.Receive(time.Now().Add(20 * time.Millisecond))
+		switch {
+		case errors.Is(err, replication.ErrTimeout):
+		case err != nil:
+			return fmt.Errorf("receive from slot while draining: %w", err)
+		case f.Kind == replication.FrameKeepalive:
+			rd.pos.Flushed(f.ServerWALEnd)
+			if f.ReplyRequested {
+				if err := rd.maybeStatus(ctx, true); err != nil {
+					return err
+				}
+			}
+		case f.WALStart != 0:
+			rd.pos.Flushed(f.WALStart)
 		}
 	}
 	if err := rd.maybeStatus(work, true); err != nil {

@@ -84,7 +84,13 @@ func Drop(ctx context.Context, q Querier, name string) error {
 		case errors.As(err, &pgErr) && pgErr.Code == "42704": // undefined_object
 			return nil
 		case errors.As(err, &pgErr) && pgErr.Code == "55006": // object_in_use: taken again
-			continue
+			t := time.NewTimer(terminatePoll)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("drop slot %s: %w", name, ctx.Err())
+			case <-t.C:
+			}
 		default:
 			return fmt.Errorf("drop slot %s: %w", name, err)
 		}

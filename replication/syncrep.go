@@ -49,7 +49,7 @@ func syncTokens(s string) []string {
 	var toks []string
 	for i := 0; i < len(s); {
 		switch c := s[i]; {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
 			i++
 		case c == '(' || c == ')' || c == ',':
 			toks = append(toks, string(c))
@@ -73,7 +73,7 @@ func syncTokens(s string) []string {
 			toks = append(toks, "\x00"+b.String())
 		default:
 			j := i
-			for j < len(s) && !strings.ContainsRune(" \t\n\r(),\"", rune(s[j])) {
+			for j < len(s) && !strings.ContainsRune(" \t\n\r\f\v(),\"", rune(s[j])) {
 				j++
 			}
 			toks = append(toks, s[i:j])

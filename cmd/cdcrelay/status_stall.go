@@ -16,7 +16,7 @@ import (
 func slotCreationBlockers(ctx context.Context, conn *pgx.Conn, slot string) (string, error) {
 	var pid uint32
 	err := conn.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
-WHERE backend_type = 'walsender' AND query ILIKE 'CREATE_REPLICATION_SLOT%' AND query LIKE '%"' || $1 || '"%'
+WHERE backend_type = 'walsender' AND query ILIKE 'CREATE_REPLICATION_SLOT%' AND strpos(query, '"' || $1 || '"') > 0
 ORDER BY backend_start LIMIT 1`, slot).Scan(&pid)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", nil
