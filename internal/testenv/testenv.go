@@ -3,7 +3,10 @@
 // per test, and an embedded JetStream server per test that can be stopped and
 // restarted on the same store. CDCRELAY_TEST_DATABASE_URL and
 // CDCRELAY_TEST_NATS_URL point the tests at existing servers instead; tests
-// that must restart a server are skipped then.
+// that must restart a server are skipped then. CDCRELAY_TEST_PG_BIN names the
+// directory of the PostgreSQL server binaries (initdb, pg_ctl, postgres) the
+// clusters are started from; unset, the one on PATH or the newest Debian
+// package's (see pgcluster.FindBin).
 package testenv
 
 import (
@@ -49,21 +52,58 @@ func Run(m *testing.M, out **Env) {
 	os.Exit(code)
 }
 
+// PGBinEnv names the directory of the server binaries the tests use.
+const PGBinEnv = "CDCRELAY_TEST_PG_BIN"
+
 func start() (*Env, error) {
 	if u := os.Getenv("CDCRELAY_TEST_DATABASE_URL"); u != "" {
 		return &Env{adminURL: u}, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, err := pgcluster.Start(ctx, pgcluster.Options{Settings: map[string]string{
-		// Short enough that a relay which stops answering is caught by tests.
-		"wal_sender_timeout": "20s",
-	}})
+	c, err := pgcluster.Start(ctx, ClusterOptions(pgcluster.Options{}))
 	if err != nil {
 		return nil, err
 	}
 	return &Env{cluster: c, adminURL: c.URL("postgres")}, nil
 }
+
+// ClusterOptions completes opts for a test cluster: the server binaries
+// named by CDCRELAY_TEST_PG_BIN, and a wal_sender_timeout short enough that
+// a relay which stops answering is caught by tests (opts.Settings win).
+func ClusterOptions(opts pgcluster.Options) pgcluster.Options {
+	if opts.Bin == "" {
+		opts.Bin = os.Getenv(PGBinEnv)
+	}
+	settings := map[string]string{"wal_sender_timeout": "20s"}
+	for k, v := range opts.Settings {
+		settings[k] = v
+	}
+	opts.Settings = settings
+	return opts
+}
+
+// StartCluster starts a cluster of the test's own (from ClusterOptions),
+// stopped and removed when the test ends.
+func StartCluster(tb testing.TB, opts pgcluster.Options) *pgcluster.Cluster {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := pgcluster.Start(ctx, ClusterOptions(opts))
+	if err != nil {
+		tb.Fatalf("start postgres: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			tb.Logf("stop postgres: %v", err)
+		}
+	})
+	return c
+}
+
+// Attach is an Env on a server the caller runs (a primary and its standby,
+// say, named together in adminURL): DB creates the test databases there.
+func Attach(adminURL string) *Env { return &Env{adminURL: adminURL} }
 
 func (e *Env) close() error {
 	if e.cluster == nil {
@@ -136,25 +176,19 @@ func (e *Env) dropDB(tb testing.TB, name string) {
 	}
 }
 
-// replaceDB swaps the database name in a postgres:// URL.
+// replaceDB swaps the database name in a postgres:// URL, keeping the rest
+// as written (several hosts included); a key/value DSN gets a dbname.
 func replaceDB(url, db string) string {
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		return url
+	scheme, rest, ok := strings.Cut(url, "://")
+	if !ok {
+		return url + " dbname=" + db
 	}
-	rest := ""
-	if i := strings.Index(url, "?"); i >= 0 {
-		rest = url[i:]
+	query := ""
+	if i := strings.IndexByte(rest, '?'); i >= 0 {
+		rest, query = rest[:i], rest[i:]
 	}
-	host := cfg.Host
-	if strings.Contains(host, ":") && !strings.HasPrefix(host, "/") {
-		host = "[" + host + "]"
-	}
-	userinfo := cfg.User
-	if cfg.Password != "" {
-		userinfo += ":" + cfg.Password
-	}
-	return fmt.Sprintf("postgres://%s@%s:%d/%s%s", userinfo, host, cfg.Port, db, rest)
+	authority, _, _ := strings.Cut(rest, "/")
+	return scheme + "://" + authority + "/" + db + query
 }
 
 // Pool opens a pool on url, closed when the test ends.
