@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cdcrelay/cdcrelay/internal/pgcluster"
@@ -26,12 +27,12 @@ type pgPair struct {
 	major            int
 }
 
-// startPair starts a primary and a streaming standby set up as the README
-// says: on PostgreSQL 17 and later the standby keeps failover slots in sync
-// (sync_replication_slots, hot_standby_feedback, primary_slot_name) and the
-// primary lets logical walsenders send only what the standby has
-// (synchronized_standby_slots).
-func startPair(t *testing.T) *pgPair {
+// startPair starts a primary and a streaming standby. With failoverSlots
+// they are set up as the README says: on PostgreSQL 17 and later the standby
+// keeps failover slots in sync (sync_replication_slots, hot_standby_feedback,
+// primary_slot_name) and the primary lets logical walsenders send only what
+// the standby has (synchronized_standby_slots).
+func startPair(t *testing.T, failoverSlots bool) *pgPair {
 	t.Helper()
 	// Skips against an external server: this needs servers of its own, of
 	// the package cluster's version.
@@ -41,7 +42,7 @@ func startPair(t *testing.T) *pgPair {
 	}
 	primarySettings := map[string]string{}
 	standbySettings := map[string]string{"hot_standby_feedback": "on"}
-	if major >= 17 {
+	if major >= 17 && failoverSlots {
 		primarySettings["synchronized_standby_slots"] = standbyName
 		standbySettings["sync_replication_slots"] = "on"
 	}
@@ -107,7 +108,7 @@ func TestPrimaryFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a primary and a standby of its own")
 	}
-	pair := startPair(t)
+	pair := startPair(t, true)
 	h := relaytest.New(t, testenv.Attach(pgcluster.MultiHostURL("postgres", pair.primary, pair.standby)), true)
 	standbyURL := pair.standby.URL(dbName(t, h))
 	p := startProc(t, "relay", h.RunArgs())
@@ -272,4 +273,99 @@ func checkFailoverStream(t *testing.T, h *relaytest.Harness) (phantoms int) {
 		t.Fatalf("%d events committed on the surviving timeline are not in the stream, e.g. %v", len(missing), missing[:min(5, len(missing))])
 	}
 	return phantoms
+}
+
+// TestFailoverToLaggingStandby promotes a standby that missed the last
+// events the relay published (it was down while they were written, as an
+// asynchronous standby can be far behind), then writes on the new primary
+// while NATS is down and restarts the relay. The old primary's positions
+// are ahead of everything on the new timeline: a relay that confirms them
+// to the new slot skips the new events for good. The events the standby
+// never received are phantoms: in the stream, in no outbox.
+func TestFailoverToLaggingStandby(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a primary and a standby of its own")
+	}
+	pair := startPair(t, false)
+	h := relaytest.New(t, testenv.Attach(pgcluster.MultiHostURL("postgres", pair.primary, pair.standby)), true)
+	p := startProc(t, "relay-1", h.RunArgs())
+	testenv.Eventually(t, time.Minute, func() error { return slotStreamed(h) })
+	seq := 0
+	relaytest.WriteN(t, h, 0, 1000, &seq)
+	h.WaitAllDelivered(time.Minute)
+	// Everything so far (flips included) on the standby, then it stops.
+	target := h.CurrentLSN()
+	standbyAdmin := pair.standby.URL("postgres")
+	testenv.Eventually(t, time.Minute, func() error {
+		return standbyReplayed(standbyAdmin, target)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := pair.standby.StopServer(ctx, "fast"); err != nil {
+		t.Fatal(err)
+	}
+	const lost = 3000
+	relaytest.WriteN(t, h, 1, lost, &seq)
+	h.WaitAllDelivered(time.Minute)
+	old, _ := h.Slot()
+	if err := pair.primary.StopServer(ctx, "immediate"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pair.standby.StartServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := pair.standby.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 2*time.Minute, func() error { return slotStreamed(h) })
+	// The relay has spoken to the new slot once (at its start), so a
+	// remembered position would be confirmed by now.
+	testenv.Eventually(t, time.Minute, func() error { return replied(h) })
+	h.NATS.Stop(t)
+	relaytest.WriteN(t, h, 2, 500, &seq)
+	if now := h.CurrentLSN(); now >= old {
+		t.Fatalf("the new timeline (%s) passed the old slot position %s: the test proves nothing", now, old)
+	}
+	p.kill()
+	h.NATS.Start(t)
+	startProc(t, "relay-2", h.RunArgs())
+	h.WaitAllDelivered(2 * time.Minute)
+	if phantoms := checkFailoverStream(t, h); phantoms != lost {
+		t.Fatalf("%d phantoms, want the %d events the standby never received", phantoms, lost)
+	}
+}
+
+// standbyReplayed says whether the standby replayed WAL up to lsn.
+func standbyReplayed(url string, lsn pglogrepl.LSN) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn`, lsn.String()).Scan(&ok); err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("standby has not replayed %s yet", lsn)
+	}
+	return nil
+}
+
+// replied says whether the relay's walsender got a status update.
+func replied(h *relaytest.Harness) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var ok bool
+	err := h.Pool.QueryRow(ctx, `SELECT r.reply_time IS NOT NULL FROM pg_stat_replication r
+JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.slot_name = 'cdcrelay' AND s.database = current_database()`).Scan(&ok)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return errors.New("no status update from the relay yet")
+	}
+	return nil
 }
