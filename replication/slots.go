@@ -36,7 +36,11 @@ type Slot struct {
 	// needed was removed (wal_status lost) or, on 16+, it was invalidated
 	// for another reason. Drop it, recreate it and backfill.
 	Invalidated bool
-	Exists      bool
+	// InvalidationReason is the server's word for why (PostgreSQL 17+:
+	// wal_removed, rows_removed, wal_level_insufficient, and on 18
+	// idle_timeout), empty when it does not say.
+	InvalidationReason string
+	Exists             bool
 }
 
 // lookupSlotSQL reads optional columns through to_jsonb so the one query
@@ -53,7 +57,8 @@ SELECT s.slot_name::text,
        coalesce(s.restart_lsn::text, ''),
        coalesce(j->>'wal_status', '') = 'lost'
          OR coalesce((j->>'conflicting')::boolean, false)
-         OR j->>'invalidation_reason' IS NOT NULL
+         OR j->>'invalidation_reason' IS NOT NULL,
+       coalesce(j->>'invalidation_reason', '')
 FROM pg_replication_slots s, to_jsonb(s) j
 WHERE s.slot_name = $1`
 
@@ -64,7 +69,7 @@ func LookupSlot(ctx context.Context, q Querier, name string) (Slot, error) {
 		confirmed, start string
 	)
 	err := q.QueryRow(ctx, lookupSlotSQL, name).Scan(&s.Name, &s.Type, &s.Plugin, &s.Database,
-		&s.WALStatus, &s.Active, &s.ActivePID, &confirmed, &start, &s.Invalidated)
+		&s.WALStatus, &s.Active, &s.ActivePID, &confirmed, &start, &s.Invalidated, &s.InvalidationReason)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Slot{Name: name}, nil
 	}
