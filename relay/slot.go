@@ -62,7 +62,7 @@ func (r *Relay) prepareSlot(ctx context.Context, rc *replication.Conn, pipe *pub
 	case !slot.Exists:
 		reason = "it does not exist"
 	case slot.Invalidated:
-		reason = fmt.Sprintf("it was invalidated (wal_status %s)", slot.WALStatus)
+		reason = invalidation(slot)
 	case !m.done:
 		reason = "its initial backfill did not complete"
 	case slot.ConfirmedFlush < m.consistentPoint:
