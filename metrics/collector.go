@@ -36,12 +36,15 @@ type collector struct {
 	pruned, pruneFailures, queryErrors                                *prometheus.Desc
 	stalled, flipsGivenUp                                             *prometheus.Desc
 
+	failover failoverDescs
+
 	slotErrors atomic.Uint64
 }
 
 func newCollector(cfg Config) *collector {
 	return &collector{
 		cfg:          cfg,
+		failover:     newFailoverDescs(),
 		published:    desc("events_published_total", "Events JetStream stored, sent by this process."),
 		duplicates:   desc("events_duplicate_total", "Events JetStream acknowledged as duplicates of a message it already had (resends after a failure or a restart)."),
 		deadLettered: desc("events_dead_lettered_total", "Events JetStream refused for good, recorded in bus.dead_letter."),
@@ -99,6 +102,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	} {
 		ch <- d
 	}
+	c.failover.describe(ch)
 }
 
 // Collect reads the relay, the slot, the backlog and the pruner.
@@ -179,6 +183,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if p := c.cfg.Prune; p != nil {
 		counter(c.pruned, p.Pruned())
 		counter(c.pruneFailures, p.Failures())
+	}
+	if w := c.cfg.Failover; w != nil {
+		c.failover.collect(w, c.cfg.Slot, now, gauge)
+		counter(c.queryErrors, w.errors.Load(), "failover")
 	}
 }
 

@@ -56,6 +56,9 @@ type Config struct {
 	Backlog *Backlog
 	// Prune, when set, supplies retention's counts.
 	Prune PruneStats
+	// Failover, when set, supplies failover readiness and the slot's idle
+	// time.
+	Failover *FailoverWatch
 }
 
 // NewRegistry returns the registry a relay process serves: the Go runtime's
