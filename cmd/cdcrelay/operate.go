@@ -126,12 +126,19 @@ func runRelay(ctx context.Context, log zerolog.Logger, cfg relay.Config, op oper
 	if err != nil {
 		return redactError(err, secrets...)
 	}
-	if err := metrics.Register(reg, metrics.Config{Relay: r, Pool: pool, Slot: cfg.Slot, Backlog: backlog, Prune: prune}); err != nil {
+	failover := metrics.NewFailoverWatch(pool, metrics.FailoverConfig{URL: cfg.DatabaseURL, Slot: cfg.Slot}, log)
+	if err := metrics.Register(reg, metrics.Config{Relay: r, Pool: pool, Slot: cfg.Slot, Backlog: backlog, Prune: prune, Failover: failover}); err != nil {
 		return err
+	}
+	// Failover readiness is detail, not readiness: a relay that streams
+	// does its job whether or not the slot would survive a failover.
+	ready := func() (bool, string) {
+		ok, why := r.Ready()
+		return ok, why + "; " + failover.Detail()
 	}
 	var srv *health.Server
 	if addr := op.metricsAddr; addr != "" {
-		srv, err = health.Listen(health.Config{Addr: addr, Ready: r.Ready, Gatherer: reg, Pprof: op.pprof})
+		srv, err = health.Listen(health.Config{Addr: addr, Ready: ready, Gatherer: reg, Pprof: op.pprof})
 		switch {
 		case err != nil && op.metricsDefault && errors.Is(err, syscall.EADDRINUSE):
 			// Another relay on this host has the default port. Running
@@ -165,6 +172,7 @@ func runRelay(ctx context.Context, log zerolog.Logger, cfg relay.Config, op oper
 		defer stopServing()
 		return r.Run(relayCtx)
 	})
+	g.Go(func() error { return failover.Run(serveCtx) })
 	if srv != nil {
 		g.Go(func() error {
 			err := srv.Serve(serveCtx)

@@ -71,6 +71,7 @@ type status struct {
 
 	Leader      leaderStatus     `json:"leader"`
 	Slot        slotStatus       `json:"slot"`
+	Failover    failoverStatus   `json:"failover"`
 	Outbox      outboxStatus     `json:"outbox"`
 	DeadLetters deadLetterStatus `json:"dead_letters"`
 	Stream      streamStatus     `json:"stream"`
@@ -192,6 +193,9 @@ func gatherStatus(ctx context.Context, c *cli.Context) (*status, error) {
 		problem("slot %s is not active: no relay is streaming from it", st.Slot.Name)
 	}
 
+	if err := failoverState(ctx, conn, c.String("database-url"), st.Slot.Name, st, problem, warn); err != nil {
+		return nil, err
+	}
 	if err := outboxState(ctx, conn, c.Duration("count-timeout"), st, problem, warn, c.Duration("max-age")); err != nil {
 		return nil, err
 	}

@@ -48,6 +48,8 @@ func printStatus(w io.Writer, st *status, now time.Time) {
 			s.Name, state, orDash(s.ConfirmedLSN), bytesOrDash(s.LagBytes), bytesOrDash(s.RetainedBytes), orDash(s.WALStatus))
 	}
 
+	printFailover(w, st.Failover, p)
+
 	switch o := st.Outbox; {
 	case !o.Counted:
 		p("outbox", "unpublished events not counted: %s", o.Error)
