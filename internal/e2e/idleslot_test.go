@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,16 @@ func TestIdleTimeoutInvalidatedSlot(t *testing.T) {
 	h.WaitAllDelivered(time.Minute)
 	p.kill()
 	relaytest.WriteN(t, h, 0, 1000, &seq)
+	// Reported before it bites: invalidation waits for a checkpoint.
+	testenv.Eventually(t, time.Minute, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, _ := exec.CommandContext(ctx, bin, "status", "--database-url", h.URL, "--nats-url", h.NATS.URL()).CombinedOutput()
+		if !strings.Contains(string(out), "idle_replication_slot_timeout (1s) invalidates it in") {
+			return fmt.Errorf("status does not warn of the idle timeout:\n%s", out)
+		}
+		return nil
+	})
 	// The server invalidates idle slots at checkpoints.
 	testenv.Eventually(t, time.Minute, func() error {
 		var reason *string

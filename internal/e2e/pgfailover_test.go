@@ -2,9 +2,11 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -160,6 +162,7 @@ func TestPrimaryFailover(t *testing.T) {
 		})
 		slow.Store(false)
 	}
+	checkFailoverStatus(t, h, pair.major >= 17)
 	testenv.Eventually(t, 2*time.Minute, written(outboxRows(h)+5000))
 	before := outboxRows(h)
 	kctx, kcancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -368,4 +371,41 @@ JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.slot_name = 'cdcrela
 		return errors.New("no status update from the relay yet")
 	}
 	return nil
+}
+
+// checkFailoverStatus runs `cdcrelay status --json` and checks what it says
+// of failover readiness: the primary, the failover slot, and the standby's
+// persistent copy of the slot (read on the standby, which the URL names).
+func checkFailoverStatus(t *testing.T, h *relaytest.Harness, ready bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "status", "--json", "--database-url", h.URL, "--nats-url", h.NATS.URL()).Output()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("cdcrelay status: %v", err)
+	}
+	var st struct {
+		Failover struct {
+			Ready        bool   `json:"ready"`
+			Why          string `json:"why"`
+			Primary      string `json:"primary"`
+			FailoverSlot bool   `json:"failover_slot"`
+			Copies       []struct {
+				Host       string `json:"host"`
+				Persistent bool   `json:"persistent"`
+			} `json:"standby_slot_copies"`
+		} `json:"failover"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("cdcrelay status --json: %v\n%s", err, out)
+	}
+	f := st.Failover
+	t.Logf("status: failover ready %v: %s", f.Ready, f.Why)
+	if f.Ready != ready || f.FailoverSlot != ready || f.Primary == "" {
+		t.Fatalf("status says failover ready %v, failover slot %v, primary %q, want ready %v: %s", f.Ready, f.FailoverSlot, f.Primary, ready, out)
+	}
+	if ready && (len(f.Copies) != 1 || !f.Copies[0].Persistent) {
+		t.Fatalf("status does not show the standby's persistent copy: %s", out)
+	}
 }
