@@ -264,14 +264,24 @@ func Assess(f Failover, copies []SlotCopy) (ready bool, why string) {
 	case len(f.SynchronizedStandbySlots) == 0:
 		return false, "synchronized_standby_slots is empty: the relay can publish events no standby has, and a standby's copy of the slot can be behind them"
 	}
-	var streaming []string
-	for _, s := range f.Standbys {
-		if s.Synchronized && s.State == "streaming" {
-			streaming = append(streaming, s.Name)
+	// Logical walsenders wait for every slot named there: one without a
+	// streaming standby stalls the relay as well.
+	var streaming, idle []string
+	for _, name := range f.SynchronizedStandbySlots {
+		found := false
+		for _, s := range f.Standbys {
+			if s.Slot == name && s.State == "streaming" {
+				streaming, found = append(streaming, s.Name), true
+				break
+			}
+		}
+		if !found {
+			idle = append(idle, name)
 		}
 	}
-	if len(streaming) == 0 {
-		return false, fmt.Sprintf("no standby streams through a slot of synchronized_standby_slots (%s)", strings.Join(f.SynchronizedStandbySlots, ","))
+	if len(idle) > 0 {
+		return false, fmt.Sprintf("no standby streams through %s of synchronized_standby_slots: logical decoding waits for it, so the relay stalls",
+			strings.Join(idle, ", "))
 	}
 	if len(copies) == 0 {
 		return true, fmt.Sprintf("failover slot; standby %s streams (its copy of the slot is not verified: only the standby shows it, and the database URL names no standby)",
