@@ -1,9 +1,16 @@
 package metrics_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/cdcrelay/cdcrelay/health"
+	"github.com/cdcrelay/cdcrelay/internal/relaytest"
 	"github.com/cdcrelay/cdcrelay/metrics"
 	"github.com/cdcrelay/cdcrelay/replication"
 )
@@ -35,4 +42,51 @@ func TestIdleRisk(t *testing.T) {
 			t.Errorf("%s: IdleRisk = %v, %v; want %v, %v", c.name, left, warn, c.left, c.warn)
 		}
 	}
+}
+
+// TestFailoverMetrics runs the watch beside a relay on the package's single
+// server: never failover-ready (no standby), a failover slot from
+// PostgreSQL 17 on, and the slot's idle time once the relay stops.
+func TestFailoverMetrics(t *testing.T) {
+	h := relaytest.New(t, env, true)
+	var version int
+	if err := h.Pool.QueryRow(context.Background(), `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	r := h.Start()
+	h.WaitStreaming(r)
+	reg := prometheus.NewRegistry()
+	w := metrics.NewFailoverWatch(h.Pool, metrics.FailoverConfig{URL: h.URL, Slot: "cdcrelay", Interval: 100 * time.Millisecond}, zerolog.Nop())
+	if err := metrics.Register(reg, metrics.Config{Relay: r.Relay, Pool: h.Pool, Failover: w}); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := health.Listen(health.Config{Addr: "127.0.0.1:0", Ready: r.Relay.Ready, Gatherer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served, watched := make(chan error, 1), make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	go func() { watched <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := errors.Join(<-served, <-watched); err != nil {
+			t.Error(err)
+		}
+	})
+	addr := srv.Addr()
+	failoverSlot := 0.0
+	if version >= 170000 {
+		failoverSlot = 1
+	}
+	waitMetrics(t, addr, eq("cdcrelay_failover_ready", 0, "slot", "cdcrelay"), eq("cdcrelay_slot_failover", failoverSlot, "slot", "cdcrelay"),
+		eq("cdcrelay_metrics_query_errors_total", 0, "query", "failover"))
+	if _, ok := value(scrape(t, addr), "cdcrelay_slot_inactive_seconds", "slot", "cdcrelay"); ok {
+		t.Errorf("cdcrelay_slot_inactive_seconds while the relay streams")
+	}
+	if version < 170000 {
+		return
+	}
+	r.Stop(t)
+	waitMetrics(t, addr, gt("cdcrelay_slot_inactive_seconds", 0, "slot", "cdcrelay"))
 }
