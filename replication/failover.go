@@ -53,7 +53,7 @@ type Standby struct {
 	Addr string // client_addr, empty over a Unix socket
 	// Slot is the physical slot it streams through, empty when none.
 	Slot      string
-	State     string // streaming, catchup, ...
+	State     string // streaming, catchup, ...; empty when the role may not see it
 	SyncState string // async, potential, sync, quorum
 	// Flush is the WAL it has flushed; zero when the role may not see it
 	// (pg_read_all_stats or pg_monitor can).
@@ -248,6 +248,17 @@ func readCopyAt(ctx context.Context, base *pgx.ConnConfig, h *pgconn.FallbackCon
 	return ReadSlotCopy(ctx, conn, slot)
 }
 
+// hidden reports standbys whose details pg_stat_replication withholds from
+// the role.
+func hidden(standbys []Standby) bool {
+	for _, s := range standbys {
+		if s.State == "" {
+			return true
+		}
+	}
+	return false
+}
+
 // Assess says whether a failover to a standby would keep the slot, and
 // why not: from the primary's view f, and the copies read on the standbys
 // (none when the URL names no standby: then the copies are unverified).
@@ -278,6 +289,9 @@ func Assess(f Failover, copies []SlotCopy) (ready bool, why string) {
 		if !found {
 			idle = append(idle, name)
 		}
+	}
+	if len(idle) > 0 && hidden(f.Standbys) {
+		return false, "the role may not see which standbys stream (grant it pg_read_all_stats, or pg_monitor)"
 	}
 	if len(idle) > 0 {
 		return false, fmt.Sprintf("no standby streams through %s of synchronized_standby_slots: logical decoding waits for it, so the relay stalls",

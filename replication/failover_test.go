@@ -37,6 +37,7 @@ func TestAssessFailover(t *testing.T) {
 		{"no synchronized_standby_slots", with(func(f *replication.Failover) { f.SynchronizedStandbySlots = nil }), nil, false, "synchronized_standby_slots is empty"},
 		{"standby not streaming", with(func(f *replication.Failover) { f.Standbys[0].State = "catchup" }), nil, false, "no standby streams through standby1"},
 		{"standby through another slot", with(func(f *replication.Failover) { f.Standbys[0].Slot = "other" }), nil, false, "the relay stalls"},
+		{"standbys hidden from the role", with(func(f *replication.Failover) { f.Standbys[0] = replication.Standby{} }), nil, false, "pg_read_all_stats"},
 		{"one of two named slots idle", with(func(f *replication.Failover) { f.SynchronizedStandbySlots = []string{"standby1", "standby2"} }), nil, false, "through standby2"},
 		{"temporary copy", ready, []replication.SlotCopy{{Host: "h2:5432", Exists: true, Synced: true, Temporary: true}}, false, "not persistent yet"},
 		{"no copy", ready, []replication.SlotCopy{{Host: "h2:5432"}}, false, "has no copy"},
