@@ -109,6 +109,15 @@ func (w *FailoverWatch) check(ctx context.Context) (*FailoverState, error) {
 	return st, nil
 }
 
+// Actionable reports whether not being failover-ready is something to fix:
+// on PostgreSQL 17+, with the slot created, and standbys to fail over to.
+// Before 17 no setup can be ready, and without a standby there is no
+// failover to prepare for.
+func Actionable(f replication.Failover) bool {
+	return f.Version >= 170000 && f.SlotExists && !f.InRecovery &&
+		(len(f.Standbys) > 0 || len(f.SynchronizedStandbySlots) > 0)
+}
+
 // IdleRisk says how long an unread slot has left before the server
 // invalidates it, and whether more than IdleWarnFraction of the timeout is
 // used up.
@@ -123,10 +132,9 @@ func IdleRisk(f replication.Failover, now time.Time) (left time.Duration, warn b
 // report logs what got worse since the previous check.
 func (w *FailoverWatch) report(prev, st *FailoverState) {
 	if !st.Ready && (prev == nil || prev.Ready || prev.Why != st.Why) {
-		// Before 17 no deployment can be ready: say it once, calmly.
-		ev := w.log.Warn()
-		if st.Version < 170000 {
-			ev = w.log.Info()
+		ev := w.log.Info()
+		if Actionable(st.Failover) {
+			ev = w.log.Warn()
 		}
 		ev.Str("slot", w.cfg.Slot).Str("reason", st.Why).Msg("not failover-ready: a failover now loses the slot (the relay then recreates it and backfills)")
 	}

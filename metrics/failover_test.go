@@ -90,3 +90,22 @@ func TestFailoverMetrics(t *testing.T) {
 	r.Stop(t)
 	waitMetrics(t, addr, gt("cdcrelay_slot_inactive_seconds", 0, "slot", "cdcrelay"))
 }
+
+func TestActionable(t *testing.T) {
+	standby := []replication.Standby{{Name: "s1"}}
+	for _, c := range []struct {
+		name string
+		f    replication.Failover
+		want bool
+	}{
+		{"PostgreSQL 16 with a standby", replication.Failover{Version: 160014, SlotExists: true, Standbys: standby}, false},
+		{"17 without standbys", replication.Failover{Version: 170010, SlotExists: true}, false},
+		{"17 before the slot", replication.Failover{Version: 170010, Standbys: standby}, false},
+		{"17 with a standby", replication.Failover{Version: 170010, SlotExists: true, Standbys: standby}, true},
+		{"17 with synchronized_standby_slots", replication.Failover{Version: 170010, SlotExists: true, SynchronizedStandbySlots: []string{"s1"}}, true},
+	} {
+		if got := metrics.Actionable(c.f); got != c.want {
+			t.Errorf("%s: Actionable = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -84,8 +84,7 @@ func failoverState(ctx context.Context, conn *pgx.Conn, url, slot string, st *st
 		fs.Unreachable = append(fs.Unreachable, redact(err.Error()))
 	}
 	st.Failover = fs
-	if !fs.Ready && f.Version >= 170000 {
-		// Before 17 no deployment can be ready: the failover line says so.
+	if !fs.Ready && metrics.Actionable(f) {
 		warn("not failover-ready: %s%s", fs.Why, failoverFix(f))
 	}
 	if left, risk := metrics.IdleRisk(f, time.Now()); risk {
