@@ -73,6 +73,9 @@ func New(cfg Config, log zerolog.Logger) (*Relay, error) {
 // (configuration, privileges, wal_level, unreachable NATS) return at once.
 func (r *Relay) Run(ctx context.Context) error {
 	if err := r.open(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // shut down while starting: a clean exit
+		}
 		return err
 	}
 	defer r.close()
