@@ -68,25 +68,25 @@ func startPair(t *testing.T, failoverSlots bool) *pgPair {
 
 // standbySlot reads the standby's copy of the relay's slot: whether it
 // exists, and whether it is synced and persistent (a temporary synced slot
-// is dropped at promotion).
-func standbySlot(t *testing.T, url string) (exists, persistent bool) {
-	t.Helper()
+// is dropped at promotion). The error says the standby cannot tell yet (it
+// has not replayed the test's database, say).
+func standbySlot(url string) (exists, persistent bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
-		t.Fatalf("connect standby: %v", err)
+		return false, false, fmt.Errorf("connect standby: %w", err)
 	}
 	defer conn.Close(ctx)
 	err = conn.QueryRow(ctx, `SELECT coalesce((to_jsonb(s)->>'synced')::boolean, false) AND NOT temporary
 FROM pg_replication_slots s WHERE slot_name = 'cdcrelay'`).Scan(&persistent)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return false, false
+		return false, false, nil
 	}
 	if err != nil {
-		t.Fatalf("read standby slot: %v", err)
+		return false, false, fmt.Errorf("read standby slot: %w", err)
 	}
-	return true, persistent
+	return true, persistent, nil
 }
 
 // createdSlots counts the relay's "created slot" log lines: each is a slot
@@ -155,7 +155,11 @@ func TestPrimaryFailover(t *testing.T) {
 		// Promoted before its copy is persistent, the standby drops it: the
 		// relay would find no slot and backfill (still losing nothing).
 		testenv.Eventually(t, 2*time.Minute, func() error {
-			if exists, persistent := standbySlot(t, standbyURL); !persistent {
+			exists, persistent, err := standbySlot(standbyURL)
+			if err != nil {
+				return err
+			}
+			if !persistent {
 				return fmt.Errorf("standby's copy of the slot: exists %v, synced and persistent %v", exists, persistent)
 			}
 			return nil
