@@ -113,6 +113,11 @@ func signal(ch chan struct{}) {
 // sender and the acker. It fails if the stream cannot be read, so that a
 // missing stream stops start-up with a clear error.
 func (p *Pipeline) Start(ctx context.Context) error {
+	// A reconnect may have moved the connection to another server of the
+	// cluster since start-up.
+	if err := CheckServer(p.nc); err != nil {
+		return err
+	}
 	filter, last, err := p.streamState(ctx)
 	if err != nil {
 		return err

@@ -343,3 +343,14 @@ func TestSubjectAddedToStreamIsPickedUp(t *testing.T) {
 	})
 	checkStream(t, f.ns.URL(), []*decode.Event{published})
 }
+
+func TestCheckServerAcceptsTheEmbeddedServer(t *testing.T) {
+	nc, err := nats.Connect(env.NATS(t).URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := publish.CheckServer(nc); err != nil {
+		t.Fatalf("nats-server %s: %v", nc.ConnectedServerVersion(), err)
+	}
+}

@@ -68,6 +68,9 @@ func streamCommand() *cli.Command {
 					return err
 				}
 				defer nc.Close()
+				if err := publish.CheckServer(nc); err != nil {
+					return natsAdvice(err)
+				}
 				js, err := jetstream.New(nc)
 				if err != nil {
 					return err
