@@ -33,6 +33,10 @@ func (p *Pipeline) acker(ctx context.Context) {
 		}
 		i := p.w.slot(p.w.resolved)
 		fut, sentAt := p.w.futs[i], p.w.sentAt[i]
+		subject := ""
+		if ev := p.w.items[i].Event; ev != nil {
+			subject = ev.Subject
+		}
 		p.mu.Unlock()
 
 		var (
@@ -40,15 +44,12 @@ func (p *Pipeline) acker(ctx context.Context) {
 			dup bool
 		)
 		if fut != nil {
-			select {
-			case ack := <-fut.Ok():
-				dup = ack.Duplicate
-			case err = <-fut.Err():
-			case <-ctx.Done():
+			var ok bool
+			if dup, err, ok = p.awaitAck(ctx, fut, subject, sentAt); !ok {
 				return
 			}
 		}
-		if err != nil && !permanentAckErr(err) {
+		if err != nil && !permanentAckErr(err) && !isPermissionErr(err) {
 			if !p.recover(ctx, err, true, &retry) {
 				return
 			}
@@ -78,6 +79,35 @@ func (p *Pipeline) acker(ctx context.Context) {
 		p.mu.Unlock()
 		signal(p.resolvedCh)
 	}
+}
+
+// awaitAck waits for the ack of a publish of subject sent at sentAt. A
+// permissions violation for its subject since then ends the wait at once
+// with a *PermissionError: the server dropped the message and no ack will
+// come. ok is false when ctx ended.
+func (p *Pipeline) awaitAck(ctx context.Context, fut jetstream.PubAckFuture, subject string, sentAt time.Time) (dup bool, err error, ok bool) {
+	for {
+		select {
+		case ack := <-fut.Ok():
+			return ack.Duplicate, nil, true
+		case err = <-fut.Err():
+			if denied := p.denied.since(subject, sentAt); denied != nil {
+				err = denied
+			}
+			return false, err, true
+		case <-p.denied.ch:
+			if denied := p.denied.since(subject, sentAt); denied != nil {
+				return false, denied, true
+			}
+		case <-ctx.Done():
+			return false, nil, false
+		}
+	}
+}
+
+func isPermissionErr(err error) bool {
+	var perm *PermissionError
+	return errors.As(err, &perm)
 }
 
 // recover makes the window consistent with the stream after a failure: it

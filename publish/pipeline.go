@@ -60,6 +60,9 @@ type Pipeline struct {
 	// never blocks the signaller.
 	roomCh, sendCh, ackCh, resolvedCh, parkedCh chan struct{}
 
+	denied         *denials
+	restoreErrHook func()
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -99,6 +102,7 @@ func New(nc *nats.Conn, cfg Config) (*Pipeline, error) {
 		ackCh:      make(chan struct{}, 1),
 		resolvedCh: make(chan struct{}, 1),
 		parkedCh:   make(chan struct{}, 1),
+		denied:     newDenials(),
 	}, nil
 }
 
@@ -125,6 +129,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	p.mu.Lock()
 	p.filter, p.filterAt, p.lastID = filter, time.Now(), last
 	p.mu.Unlock()
+	p.restoreErrHook = p.denied.watch(p.nc)
 	ctx, p.cancel = context.WithCancel(ctx)
 	p.wg.Add(2)
 	go func() { defer p.wg.Done(); p.sender(ctx) }()
@@ -139,6 +144,9 @@ func (p *Pipeline) Close() {
 		p.cancel()
 	}
 	p.wg.Wait()
+	if p.restoreErrHook != nil {
+		p.restoreErrHook()
+	}
 }
 
 // Submit adds an item to the window, waiting for room until deadline (zero:

@@ -27,7 +27,8 @@ func TestMain(m *testing.M) { testenv.Run(m, &env) }
 // resolved items in order and releases them.
 type fixture struct {
 	t    *testing.T
-	ns   *testenv.NATS
+	ns   *testenv.NATS // nil on servers the test started itself
+	url  string
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	pipe *publish.Pipeline
@@ -40,9 +41,18 @@ type fixture struct {
 
 func newFixture(t *testing.T, cfg publish.Config, stream jetstream.StreamConfig) *fixture {
 	t.Helper()
-	f := &fixture{t: t, ns: env.NATS(t)}
+	ns := env.NATS(t)
+	f := newFixtureOn(t, ns.URL(), nil, cfg, stream)
+	f.ns = ns
+	return f
+}
+
+// newFixtureOn is a fixture on the server(s) at url, connecting with opts.
+func newFixtureOn(t *testing.T, url string, opts []nats.Option, cfg publish.Config, stream jetstream.StreamConfig) *fixture {
+	t.Helper()
+	f := &fixture{t: t, url: url}
 	var err error
-	f.nc, err = nats.Connect(f.ns.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.ReconnectBufSize(-1))
+	f.nc, err = nats.Connect(url, append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond), nats.ReconnectBufSize(-1)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +186,7 @@ func TestPublishesInOrderWithHeaders(t *testing.T) {
 			t.Fatalf("resolved %d: event %v dead %v, want event %d", i, it.Event.ID, it.DeadLetter, evs[i].ID)
 		}
 	}
-	checkStream(t, f.ns.URL(), evs)
+	checkStream(t, f.url, evs)
 	if s := f.pipe.Stats(); s.Published != uint64(len(evs)) || s.InFlight != 0 {
 		t.Fatalf("stats %+v", s)
 	}
@@ -205,7 +215,7 @@ func TestOrderAndNoDuplicatesAcrossNATSRestart(t *testing.T) {
 	f.ns.Restart(t)
 	<-done
 	waitResolved(t, f, n)
-	checkStream(t, f.ns.URL(), evs)
+	checkStream(t, f.url, evs)
 	if s := f.pipe.Stats(); s.Recoveries == 0 {
 		t.Logf("no recovery was needed (restart fell between publishes): %+v", s)
 	}
@@ -231,7 +241,7 @@ func TestResendAfterRestartIsDeduplicated(t *testing.T) {
 	f.start()
 	submitAll(t, f.pipe, evs[1500:])
 	waitResolved(t, f, 1500)
-	checkStream(t, f.ns.URL(), evs)
+	checkStream(t, f.url, evs)
 	if s := f.pipe.Stats(); s.Duplicates != 500 || s.Published != 1000 {
 		t.Fatalf("stats %+v: want 500 duplicates, 1000 published", s)
 	}
@@ -261,7 +271,7 @@ func TestDeadLettersAndGoesOn(t *testing.T) {
 			t.Fatalf("item %d (%s): dead letter %v, want %q", i, all[i].Subject, got, wantDead)
 		}
 	}
-	checkStream(t, f.ns.URL(), []*decode.Event{good1, good2, good3})
+	checkStream(t, f.url, []*decode.Event{good1, good2, good3})
 }
 
 // With nothing released (the checkpoint stopped), Submit stops admitting at
@@ -341,7 +351,7 @@ func TestSubjectAddedToStreamIsPickedUp(t *testing.T) {
 		published = ev
 		return nil
 	})
-	checkStream(t, f.ns.URL(), []*decode.Event{published})
+	checkStream(t, f.url, []*decode.Event{published})
 }
 
 func TestCheckServerAcceptsTheEmbeddedServer(t *testing.T) {

@@ -2,11 +2,9 @@ package publish
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -90,21 +88,6 @@ func wait(ctx context.Context, ch <-chan struct{}) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// permanentSendErr reports whether a publish that failed before reaching the
-// server would fail again however often it is retried.
-func permanentSendErr(err error) bool {
-	return errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject)
-}
-
-// permanentAckErr reports whether JetStream refused a message for good.
-func permanentAckErr(err error) bool {
-	var apiErr *jetstream.APIError
-	if !errors.As(err, &apiErr) {
-		return false
-	}
-	return apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum
 }
 
 // filterRefresh bounds how often an unmatched subject re-reads the stream's
