@@ -35,6 +35,7 @@ type fixture struct {
 
 	mu       sync.Mutex
 	resolved []publish.Item
+	retries  []string // OnRetry's causes, newest last
 	wg       sync.WaitGroup
 	cancel   context.CancelFunc
 }
@@ -70,6 +71,9 @@ func newFixtureOn(t *testing.T, url string, opts []nats.Option, cfg publish.Conf
 	}
 	if cfg.Stream == "" {
 		cfg.Stream = stream.Name
+	}
+	if cfg.OnRetry == nil {
+		cfg.OnRetry = f.noteRetry
 	}
 	f.pipe, err = publish.New(f.nc, cfg)
 	if err != nil {
@@ -109,6 +113,19 @@ func (f *fixture) stop() {
 	f.pipe.Close()
 }
 
+func (f *fixture) noteRetry(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.retries = append(f.retries, time.Now().Format("15:04:05.000")+" "+err.Error())
+}
+
+// lastRetries are the newest n causes OnRetry heard of.
+func (f *fixture) lastRetries(n int) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.retries[max(0, len(f.retries)-n):]...)
+}
+
 func (f *fixture) resolvedItems() []publish.Item {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -126,13 +143,21 @@ func event(t testing.TB, id int64, subject string) *decode.Event {
 
 func submitAll(t testing.TB, p *publish.Pipeline, evs []*decode.Event) {
 	t.Helper()
+	if err := submit(p, evs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// submit is submitAll for goroutines other than the test's.
+func submit(p *publish.Pipeline, evs []*decode.Event) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for _, ev := range evs {
 		if err := p.Submit(ctx, publish.Item{Event: ev}, time.Time{}); err != nil {
-			t.Fatalf("submit %d: %v", ev.ID, err)
+			return fmt.Errorf("submit %d: %w", ev.ID, err)
 		}
 	}
+	return nil
 }
 
 func waitResolved(t *testing.T, f *fixture, n int) {
@@ -148,7 +173,12 @@ func waitResolved(t *testing.T, f *fixture, n int) {
 // checkStream asserts the stream holds exactly want, in order, once each.
 func checkStream(t *testing.T, url string, want []*decode.Event) {
 	t.Helper()
-	msgs := testenv.StreamMessages(t, url, "bus")
+	checkMessages(t, testenv.StreamMessages(t, url, "bus"), want)
+}
+
+// checkMessages asserts msgs are exactly want, in order, once each.
+func checkMessages(t *testing.T, msgs []testenv.Msg, want []*decode.Event) {
+	t.Helper()
 	if len(msgs) != len(want) {
 		t.Fatalf("stream has %d messages, want %d", len(msgs), len(want))
 	}
@@ -201,11 +231,8 @@ func TestOrderAndNoDuplicatesAcrossNATSRestart(t *testing.T) {
 	for i := range evs {
 		evs[i] = event(t, int64(i+1), fmt.Sprintf("a.s%d", i%7))
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		submitAll(t, f.pipe, evs)
-	}()
+	done := make(chan error, 1)
+	go func() { done <- submit(f.pipe, evs) }()
 	testenv.Eventually(t, time.Minute, func() error {
 		if len(f.resolvedItems()) < n/5 {
 			return errors.New("waiting for progress before the restart")
@@ -213,7 +240,9 @@ func TestOrderAndNoDuplicatesAcrossNATSRestart(t *testing.T) {
 		return nil
 	})
 	f.ns.Restart(t)
-	<-done
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 	waitResolved(t, f, n)
 	checkStream(t, f.url, evs)
 	if s := f.pipe.Stats(); s.Recoveries == 0 {
