@@ -9,13 +9,18 @@ import (
 )
 
 // MinServerVersion is the oldest nats-server the relay works correctly
-// with. Fast-ingest batch publishing (ADR-50, stream option allow_batched)
-// came in 2.14.0; 2.14.7 (and 2.15.0) restore a stream's last Nats-Msg-Id
-// after a restart even when the last message is older than the duplicate
-// window (nats-server PR #8564). Before that fix a stream that restarts
-// forgets its last message id and any publish chained to it with
-// Nats-Expected-Last-Msg-Id is refused forever.
-const MinServerVersion = "2.14.7"
+// with, from reading nats-server's source (stream.go,
+// jetstream_batching.go) of each 2.14 release. Fast-ingest batch publishing
+// (ADR-50, stream option allow_batched) came in 2.14.0. Before 2.14.3 a
+// batch that the server ends on a refused message, after duplicates it
+// skipped, never gets its PubAck (the relay would wait out the batch
+// timeout); before 2.14.4 a message too large for the file store fails at
+// store time, after the batch has moved past it, leaving a hole inside the
+// batch. From 2.14.4 to 2.15.2 the fast-batch code differs only in pings and
+// backward gaps, which the relay never sends. (The relay no longer depends
+// on 2.14.7's fix that restores a stream's last Nats-Msg-Id after a restart:
+// it does not chain publishes.)
+const MinServerVersion = "2.14.4"
 
 // ServerVersionError says the NATS server is older than MinServerVersion.
 type ServerVersionError struct {
