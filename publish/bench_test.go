@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +24,12 @@ import (
 // whole process, the embedded server's too, unless CDCRELAY_BENCH_NATS_URL
 // names a server in another process.
 func BenchmarkPipeline(b *testing.B) {
+	for _, batch := range []int{256, 1024, publish.DefaultMaxBatch, 8192} {
+		b.Run(fmt.Sprint("batch=", batch), func(b *testing.B) { benchmarkPipeline(b, batch) })
+	}
+}
+
+func benchmarkPipeline(b *testing.B, maxBatch int) {
 	url := os.Getenv("CDCRELAY_BENCH_NATS_URL")
 	if url == "" {
 		srv, err := natsserver.Start(natsserver.Options{StoreDir: b.TempDir()})
@@ -46,7 +54,7 @@ func BenchmarkPipeline(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer func() { _ = js.DeleteStream(ctx, name) }()
-	p, err := publish.New(nc, publish.Config{Stream: name})
+	p, err := publish.New(nc, publish.Config{Stream: name, MaxBatch: maxBatch})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -75,7 +83,7 @@ func BenchmarkPipeline(b *testing.B) {
 	}()
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0, srv0 := cpuTime(), serverCPU(b)
 	for _, ev := range evs {
 		if err := p.Submit(ctx, publish.Item{Event: ev}, time.Time{}); err != nil {
 			b.Fatal(err)
@@ -83,6 +91,28 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 	<-done
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/event")
+	if srv0 >= 0 {
+		b.ReportMetric(float64((serverCPU(b)-srv0).Microseconds())/float64(b.N), "nats-cpu-µs/event")
+	}
+}
+
+// serverCPU is the CPU the nats-server process CDCRELAY_BENCH_NATS_PID has
+// used, from /proc; -1 without one.
+func serverCPU(b *testing.B) time.Duration {
+	pid := os.Getenv("CDCRELAY_BENCH_NATS_PID")
+	if pid == "" {
+		return -1
+	}
+	stat, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command's closing parenthesis; utime and stime are
+	// the 14th and 15th of the whole line, in clock ticks (100 Hz).
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // cpuTime is the user and system CPU this process has used.
