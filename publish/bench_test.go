@@ -11,9 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/cdcrelay/cdcrelay/decode"
 	"github.com/cdcrelay/cdcrelay/internal/natsserver"
 	"github.com/cdcrelay/cdcrelay/publish"
 )
@@ -39,15 +37,7 @@ func benchmarkPipeline(b *testing.B, maxBatch int) {
 		b.Cleanup(srv.Stop)
 		url = srv.URL()
 	}
-	nc, err := nats.Connect(url, nats.ReconnectBufSize(-1))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
+	nc, js := connect(b, url, nats.ReconnectBufSize(-1))
 	ctx := context.Background()
 	name := fmt.Sprintf("bench%d", time.Now().UnixNano())
 	if _, err := publish.EnsureStream(ctx, js, publish.StreamConfig{Name: name, Subjects: []string{name + ".>"}}); err != nil {
@@ -62,11 +52,9 @@ func benchmarkPipeline(b *testing.B, maxBatch int) {
 		b.Fatal(err)
 	}
 	defer p.Close()
-	evs := make([]*decode.Event, b.N)
-	for i := range evs {
-		ev := event(b, int64(i+1), name+".orders.created")
+	evs := events(b, b.N, func(int) string { return name + ".orders.created" })
+	for _, ev := range evs {
 		ev.Payload = make([]byte, 256)
-		evs[i] = ev
 	}
 	done := make(chan struct{})
 	go func() {

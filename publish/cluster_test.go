@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/cdcrelay/cdcrelay/decode"
 	"github.com/cdcrelay/cdcrelay/internal/natsserver"
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
 	"github.com/cdcrelay/cdcrelay/publish"
@@ -56,10 +55,7 @@ func TestStreamLeaderNodeDiesAndReturns(t *testing.T) {
 		publish.Config{MaxInFlight: 4096, AckTimeout: time.Second, MinBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond},
 		jetstream.StreamConfig{Name: "bus", Subjects: []string{"a.>"}, Storage: jetstream.FileStorage, Replicas: 3})
 	const n = 24000
-	evs := make([]*decode.Event, n)
-	for i := range evs {
-		evs[i] = event(t, int64(i+1), fmt.Sprintf("a.s%d", i%7))
-	}
+	evs := events(t, n, func(i int) string { return fmt.Sprintf("a.s%d", i%7) })
 	before, during := n*4/10, n*7/10
 	submitAll(t, f.pipe, evs[:before])
 	waitResolved(t, f, 2000) // a busy pipeline: many publishes in flight when the node dies

@@ -52,16 +52,7 @@ func newFixture(t *testing.T, cfg publish.Config, stream jetstream.StreamConfig)
 func newFixtureOn(t *testing.T, url string, opts []nats.Option, cfg publish.Config, stream jetstream.StreamConfig) *fixture {
 	t.Helper()
 	f := &fixture{t: t, url: url}
-	var err error
-	f.nc, err = nats.Connect(url, append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond), nats.ReconnectBufSize(-1)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(f.nc.Close)
-	f.js, err = jetstream.New(f.nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f.nc, f.js = connect(t, url, append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond), nats.ReconnectBufSize(-1)}, opts...)...)
 	if stream.Name == "" {
 		stream = jetstream.StreamConfig{Name: "bus", Subjects: []string{"a.>", "b.>"}, Storage: jetstream.FileStorage}
 	}
@@ -76,8 +67,8 @@ func newFixtureOn(t *testing.T, url string, opts []nats.Option, cfg publish.Conf
 	if cfg.OnRetry == nil {
 		cfg.OnRetry = f.noteRetry
 	}
-	f.pipe, err = publish.New(f.nc, cfg)
-	if err != nil {
+	var err error
+	if f.pipe, err = publish.New(f.nc, cfg); err != nil {
 		t.Fatal(err)
 	}
 	f.start()
@@ -131,6 +122,30 @@ func (f *fixture) resolvedItems() []publish.Item {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]publish.Item(nil), f.resolved...)
+}
+
+// connect connects to url, closing the connection when the test ends.
+func connect(tb testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return nc, js
+}
+
+// events are n events numbered from 1, on subject(i).
+func events(tb testing.TB, n int, subject func(i int) string) []*decode.Event {
+	evs := make([]*decode.Event, n)
+	for i := range evs {
+		evs[i] = event(tb, int64(i+1), subject(i))
+	}
+	return evs
 }
 
 func event(t testing.TB, id int64, subject string) *decode.Event {
@@ -259,10 +274,7 @@ func TestPublishesInOrderWithHeaders(t *testing.T) {
 func TestOrderAndNoDuplicatesAcrossNATSRestart(t *testing.T) {
 	f := newFixture(t, publish.Config{MaxInFlight: 1024, AckTimeout: 2 * time.Second, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}, jetstream.StreamConfig{})
 	const n = 30000
-	evs := make([]*decode.Event, n)
-	for i := range evs {
-		evs[i] = event(t, int64(i+1), fmt.Sprintf("a.s%d", i%7))
-	}
+	evs := events(t, n, func(i int) string { return fmt.Sprintf("a.s%d", i%7) })
 	done := make(chan error, 1)
 	go func() { done <- submit(f.pipe, evs) }()
 	testenv.Eventually(t, time.Minute, func() error {
@@ -418,11 +430,7 @@ func TestSubjectAddedToStreamIsPickedUp(t *testing.T) {
 }
 
 func TestCheckServerAcceptsTheEmbeddedServer(t *testing.T) {
-	nc, err := nats.Connect(env.NATS(t).URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc, _ := connect(t, env.NATS(t).URL())
 	if err := publish.CheckServer(nc); err != nil {
 		t.Fatalf("nats-server %s: %v", nc.ConnectedServerVersion(), err)
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/cdcrelay/cdcrelay/decode"
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
 	"github.com/cdcrelay/cdcrelay/publish"
 )
@@ -75,10 +74,7 @@ func TestSharedStreamWithForeignPublisherAndRestart(t *testing.T) {
 	})
 
 	const n = 20000
-	evs := make([]*decode.Event, n)
-	for i := range evs {
-		evs[i] = event(t, int64(i+1), fmt.Sprintf("a.orders.%d", i%5))
-	}
+	evs := events(t, n, func(i int) string { return fmt.Sprintf("a.orders.%d", i%5) })
 	submitted := make(chan error, 1)
 	go func() { submitted <- submit(f.pipe, evs) }()
 	waitResolved(t, f, n*4/10)
@@ -125,16 +121,7 @@ func TestSharedStreamWithForeignPublisherAndRestart(t *testing.T) {
 // A stream that does not allow batched publishing is refused with an error
 // that names the option; `stream ensure` turns it on.
 func TestStreamWithoutBatchingIsRefused(t *testing.T) {
-	ns := env.NATS(t)
-	nc, err := nats.Connect(ns.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := connect(t, env.NATS(t).URL())
 	ctx := context.Background()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "bus", Subjects: []string{"a.>"}}); err != nil {
 		t.Fatal(err)
