@@ -133,8 +133,9 @@ func (p *Pipeline) step(ctx context.Context, s *sendState) (time.Duration, error
 		}
 		return -1, nil
 	case b.open && b.n-b.acked >= uint32(max(b.flow, 1))*maxUnacked:
+		heard := b.heard
 		p.mu.Unlock()
-		return max(p.cfg.AckTimeout-now.Sub(b.heard), time.Millisecond), nil
+		return max(p.cfg.AckTimeout-now.Sub(heard), time.Millisecond), nil
 	}
 	pos := p.w.sent
 	it := p.w.items[p.w.slot(pos)]
