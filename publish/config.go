@@ -18,8 +18,14 @@ const (
 	DefaultMaxInFlight = 8192
 	// DefaultMaxInFlightBytes bounds their payload and header bytes.
 	DefaultMaxInFlightBytes = 64 << 20
-	// DefaultAckTimeout is how long one publish may wait for its ack before
-	// the pipeline treats NATS as unavailable and recovers.
+	// DefaultMaxBatch is the most events in one JetStream batch. A batch
+	// ends earlier whenever the relay has nothing more to send, so under a
+	// light load each batch is an event or a transaction; under a backlog
+	// the next batch waits for the previous one's commit, one round trip
+	// per DefaultMaxBatch events.
+	DefaultMaxBatch = 4096
+	// DefaultAckTimeout is how long a batch may go without word from
+	// JetStream before the relay seals it and sends its unacked events again.
 	DefaultAckTimeout = 5 * time.Second
 	// DefaultMinBackoff and DefaultMaxBackoff bound the waits between
 	// recovery attempts while NATS or the stream is unavailable.
@@ -29,23 +35,31 @@ const (
 
 // Config configures a Pipeline.
 type Config struct {
-	// Stream is the JetStream stream the relay owns. Events whose subject the
-	// stream does not capture are dead-lettered without being sent.
+	// Stream is the JetStream stream the relay publishes to; it must allow
+	// batched publishing (allow_batched). Events whose subject the stream
+	// does not capture are dead-lettered without being sent.
 	Stream string
 	// MaxInFlight bounds the items in the window (default DefaultMaxInFlight).
 	MaxInFlight int
 	// MaxInFlightBytes bounds their bytes (default DefaultMaxInFlightBytes).
 	MaxInFlightBytes int64
+	// MaxBatch bounds the events in one JetStream batch (default
+	// DefaultMaxBatch).
+	MaxBatch int
 	// AckTimeout (default DefaultAckTimeout).
 	AckTimeout time.Duration
 	// MinBackoff and MaxBackoff bound recovery retries.
 	MinBackoff, MaxBackoff time.Duration
+	// DiagnosticHeaders adds Cdcrelay-Outbox-Id and Cdcrelay-Commit-Lsn to
+	// every message. Off by default: every consumer of the bus would parse
+	// them.
+	DiagnosticHeaders bool
 	// OnRetry, when set, is called from the pipeline's goroutine with the
 	// cause of each recovery and each failed attempt to resume; the relay
 	// logs and counts them.
 	OnRetry func(err error)
-	// OnAck, when set, is called from the acker with the time from publish
-	// to ack of every acked event (for the ack latency histogram).
+	// OnAck, when set, is called with the time from publish to ack of every
+	// acked event (for the ack latency histogram).
 	OnAck func(d time.Duration)
 	// Counters, when set, accumulates counts across pipelines (one per
 	// leadership term) for metrics.
@@ -54,10 +68,10 @@ type Config struct {
 
 // Counters are cumulative event counts, safe for concurrent use.
 type Counters struct {
-	Published   atomic.Uint64 // stored by JetStream
-	Duplicates  atomic.Uint64 // acked as duplicates of a stored message
+	Published   atomic.Uint64 // stored by JetStream (or found stored already)
+	Duplicates  atomic.Uint64 // acked as duplicates where JetStream says so (a batch of one)
 	DeadLetters atomic.Uint64
-	Recoveries  atomic.Uint64 // resends from the first unacked event
+	Recoveries  atomic.Uint64 // batches that broke and were sent again
 }
 
 func (c *Config) setDefaults() {
@@ -66,6 +80,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxInFlightBytes == 0 {
 		c.MaxInFlightBytes = DefaultMaxInFlightBytes
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = DefaultMaxBatch
 	}
 	if c.AckTimeout == 0 {
 		c.AckTimeout = DefaultAckTimeout
@@ -86,6 +103,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("max in flight %d: must be at least 1", c.MaxInFlight)
 	case c.MaxInFlightBytes < 1:
 		return fmt.Errorf("max in flight bytes %d: must be at least 1", c.MaxInFlightBytes)
+	case c.MaxBatch < 1:
+		return fmt.Errorf("max batch %d: must be at least 1", c.MaxBatch)
 	case c.AckTimeout < 0, c.MinBackoff < 0, c.MaxBackoff < c.MinBackoff:
 		return errors.New("ack timeout and back-off must be positive, max back-off ≥ min back-off")
 	}

@@ -11,6 +11,17 @@ import (
 // ErrStreamNotFound is returned (wrapped) when the relay's stream does not exist.
 var ErrStreamNotFound = errors.New("stream not found")
 
+// BatchingDisabledError says the stream does not allow batched publishing
+// (its allow_batched option is off), which the relay needs to keep its
+// events in order beside other publishers.
+type BatchingDisabledError struct {
+	Stream string
+}
+
+func (e *BatchingDisabledError) Error() string {
+	return fmt.Sprintf("stream %s does not allow batched publishing (allow_batched is false)", e.Stream)
+}
+
 func streamErr(name string, err error) error {
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fmt.Errorf("stream %s: %w: create it with `cdcrelay stream ensure --stream %s --subjects ...` or run with --ensure-stream", name, ErrStreamNotFound, name)
@@ -18,11 +29,28 @@ func streamErr(name string, err error) error {
 	return fmt.Errorf("read stream %s: %w", name, err)
 }
 
-// CheckStream returns an error naming the fix when the stream does not exist
-// or cannot be read.
+// CheckStream returns an error naming the fix when the stream does not
+// exist or cannot be read, and a *BatchingDisabledError when it does not
+// allow batched publishing.
 func CheckStream(ctx context.Context, js jetstream.JetStream, name string) error {
-	if _, err := js.Stream(ctx, name); err != nil {
-		return streamErr(name, err)
+	_, err := readStream(ctx, js, name)
+	return err
+}
+
+// readStream reads the subjects a stream captures and checks that it
+// allows batched publishing.
+func readStream(ctx context.Context, js jetstream.JetStream, name string) (subjectFilter, error) {
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, streamErr(name, err)
 	}
-	return nil
+	cfg := s.CachedInfo().Config
+	if !cfg.AllowBatchPublish {
+		return nil, &BatchingDisabledError{Stream: name}
+	}
+	filter := subjectFilter(cfg.Subjects)
+	if len(filter) == 0 {
+		filter = subjectFilter{cfg.Name}
+	}
+	return filter, nil
 }

@@ -1,34 +1,35 @@
-// Package publish moves events into JetStream with ack pipelining: many
-// publishes in flight inside a window bounded by count and bytes, acks
-// consumed in order, and on any failure a recovery that resends from the
-// first unacked event.
+// Package publish moves events into JetStream in order, in fast-ingest
+// batches (ADR-50; see batch.go), inside a window bounded by count and
+// bytes, and resolves them in order: stored, or dead-lettered when JetStream
+// refuses one for good.
 //
-// Order is kept across failures by chaining: every publish carries
-// Nats-Expected-Last-Msg-Id, the id of the event sent before it, so JetStream
-// stores an event only if its predecessor is the stream's last message. The
-// set of stored events is therefore always a prefix of what was sent, and a
-// resend from the first unacked event cannot land behind a later one.
-// JetStream checks Nats-Msg-Id duplicates before that expectation, so a resent
-// event that was in fact stored is acked as a duplicate, not refused. The
-// chain assumes the relay is the stream's only publisher; a foreign publish
-// only costs a recovery.
+// Order holds without assuming the relay is the stream's only publisher.
+// One batch is open at a time, and its messages go out in window order on
+// one connection. In gap mode "fail" the stream leader stores a batch's
+// messages in batch order and ends the batch at the first it cannot store,
+// so what a batch leaves in the stream is always a prefix of it; its PubAck
+// says how long. The next batch starts only after the server has ended the
+// previous one (its PubAck, or its word that it no longer knows the batch),
+// and an ended batch stores nothing more; the next batch begins with the
+// first event that is not stored. Events of the broken batch that were
+// stored after all are skipped by JetStream as duplicates (Nats-Msg-Id =
+// event id, inside the duplicate window). Hence batch k+1 can never land
+// ahead of an unstored event of batch k, and other publishers' messages in
+// between change nothing.
 package publish
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/cdcrelay/cdcrelay/decode"
 )
 
-// Header names the relay sets on every message.
+// Header names the relay sets when Config.DiagnosticHeaders is on.
 const (
 	HeaderOutboxID  = "Cdcrelay-Outbox-Id"
 	HeaderCommitLSN = "Cdcrelay-Commit-Lsn"
@@ -37,28 +38,30 @@ const (
 // ErrFull is returned by Submit when the window stayed full until the deadline.
 var ErrFull = errors.New("in-flight window full")
 
-// Pipeline publishes items in order through one JetStream client. Submit,
+// Pipeline publishes items in order through one NATS connection. Submit,
 // Resolved and Release may be called from different goroutines; each is meant
 // for one caller at a time (the slot reader submits, the checkpoint takes).
 type Pipeline struct {
-	cfg  Config
-	nc   *nats.Conn
-	js   jetstream.JetStream
-	opts []jetstream.PublishOpt
+	cfg   Config
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	inbox string // the server answers batches under inbox.>
 
 	mu       sync.Mutex
 	w        *window
-	paused   bool   // a recovery is under way: the sender must not send
-	parked   bool   // the sender has seen the pause and stopped
-	sendErr  error  // a transient error the sender hit; the acker recovers
-	lastID   string // Nats-Msg-Id the next publish expects as the stream's last
+	b        batch
+	batches  uint64 // batch ids so far
 	filter   subjectFilter
 	filterAt time.Time // when filter was read
 	stats    Stats
 
 	// Wake-ups, each a 1-buffered channel so a signal is never lost and
 	// never blocks the signaller.
-	roomCh, sendCh, ackCh, resolvedCh, parkedCh chan struct{}
+	roomCh, sendCh, resolvedCh chan struct{}
+
+	denied         *denials
+	restoreErrHook func()
+	sub            *nats.Subscription
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -66,12 +69,17 @@ type Pipeline struct {
 
 // Stats are running counts for metrics and status.
 type Stats struct {
-	Published   uint64 // acked as newly stored
-	Duplicates  uint64 // acked as duplicates of a stored message
+	Published   uint64 // stored by JetStream (or found stored already)
+	Duplicates  uint64 // acked as duplicates where JetStream says so
 	DeadLetters uint64
-	Recoveries  uint64
+	Recoveries  uint64 // batches that broke and were sent again
 	InFlight    int
 	InFlightB   int64
+	// StalledSince is when publishing last stopped making progress on a
+	// failure that is being retried, and StallCause why; zero while
+	// publishing goes well.
+	StalledSince time.Time
+	StallCause   string
 }
 
 // New creates a pipeline on a NATS connection. The connection should be
@@ -82,9 +90,7 @@ func New(nc *nats.Conn, cfg Config) (*Pipeline, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("publish config: %w", err)
 	}
-	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(cfg.MaxInFlight+1),
-		jetstream.WithPublishAsyncTimeout(cfg.AckTimeout))
+	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream client: %w", err)
 	}
@@ -92,13 +98,12 @@ func New(nc *nats.Conn, cfg Config) (*Pipeline, error) {
 		cfg:        cfg,
 		nc:         nc,
 		js:         js,
-		opts:       []jetstream.PublishOpt{jetstream.WithRetryAttempts(0)},
+		inbox:      nc.NewInbox(),
 		w:          newWindow(cfg.MaxInFlight, cfg.MaxInFlightBytes),
 		roomCh:     make(chan struct{}, 1),
 		sendCh:     make(chan struct{}, 1),
-		ackCh:      make(chan struct{}, 1),
 		resolvedCh: make(chan struct{}, 1),
-		parkedCh:   make(chan struct{}, 1),
+		denied:     newDenials(),
 	}, nil
 }
 
@@ -109,31 +114,74 @@ func signal(ch chan struct{}) {
 	}
 }
 
-// Start reads the stream's subjects and last message id, then starts the
-// sender and the acker. It fails if the stream cannot be read, so that a
-// missing stream stops start-up with a clear error.
+// Start checks the server and the stream (it must exist and allow batched
+// publishing), then starts publishing. A missing or unfit stream stops
+// start-up with a clear error.
 func (p *Pipeline) Start(ctx context.Context) error {
-	filter, last, err := p.streamState(ctx)
-	if err != nil {
+	// A reconnect may have moved the connection to another server of the
+	// cluster since start-up.
+	if err := CheckServer(p.nc); err != nil {
 		return err
 	}
-	p.mu.Lock()
-	p.filter, p.filterAt, p.lastID = filter, time.Now(), last
-	p.mu.Unlock()
+	if err := p.readStream(ctx); err != nil {
+		return err
+	}
+	sub, err := p.nc.Subscribe(p.inbox+".>", p.hear)
+	if err != nil {
+		return fmt.Errorf("subscribe to batch acks: %w", err)
+	}
+	// Acks are few (one per flow step), but never drop one.
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("batch ack subscription: %w", err)
+	}
+	p.sub = sub
+	p.restoreErrHook = p.denied.watch(p.nc)
 	ctx, p.cancel = context.WithCancel(ctx)
-	p.wg.Add(2)
+	p.wg.Add(1)
 	go func() { defer p.wg.Done(); p.sender(ctx) }()
-	go func() { defer p.wg.Done(); p.acker(ctx) }()
 	return nil
 }
 
-// Close stops the pipeline's goroutines and waits for them. Items still in
-// the window are abandoned: they were not flipped, so they come again.
+// Close stops the pipeline's goroutine and waits for it. Items still in the
+// window are abandoned: they were not flipped, so they come again; the open
+// batch, if any, times out on the server.
 func (p *Pipeline) Close() {
 	if p.cancel != nil {
 		p.cancel()
 	}
 	p.wg.Wait()
+	if p.sub != nil {
+		_ = p.sub.Unsubscribe()
+	}
+	if p.restoreErrHook != nil {
+		p.restoreErrHook()
+	}
+}
+
+// readStream reads the stream's subjects, checking that it allows batches.
+func (p *Pipeline) readStream(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
+	defer cancel()
+	filter, err := readStream(ctx, p.js, p.cfg.Stream)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.filter, p.filterAt = filter, time.Now()
+	p.mu.Unlock()
+	return nil
+}
+
+// hear takes the server's answers about batches (on the subscription's
+// goroutine).
+func (p *Pipeline) hear(m *nats.Msg) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.b.hear(m, p.inbox, time.Now()) {
+		p.advance()
+		signal(p.sendCh)
+	}
 }
 
 // Submit adds an item to the window, waiting for room until deadline (zero:
@@ -165,7 +213,7 @@ func (p *Pipeline) Submit(ctx context.Context, it Item, deadline time.Time) erro
 	}
 }
 
-// Resolved waits until at least one item is resolved (acked or
+// Resolved waits until at least one item is resolved (stored or
 // dead-lettered) and not yet taken, then appends resolved items in order to
 // buf, up to its capacity. The caller flips them and then calls Release.
 func (p *Pipeline) Resolved(ctx context.Context, buf []Item) ([]Item, error) {
@@ -218,20 +266,63 @@ func (p *Pipeline) OldestPending() time.Time {
 	return p.w.oldestCommit()
 }
 
-// message builds the NATS message for an event that expects `last` as the
-// stream's last message id.
-func message(ev *decode.Event, id, last string) *nats.Msg {
-	h := make(nats.Header, len(ev.Headers)+4)
-	for k, v := range ev.Headers {
-		h[k] = v
+// advance resolves, in order, the items the server has confirmed: messages
+// of the open batch up to its acked sequence, and the marks and local dead
+// letters between them. Lock held.
+func (p *Pipeline) advance() {
+	from := p.w.resolved
+	var now time.Time
+	for p.w.resolved < p.w.sent {
+		i := p.w.slot(p.w.resolved)
+		it := &p.w.items[i]
+		switch seq := p.w.seq[i]; {
+		case seq > p.b.acked:
+			p.finishAdvance(from)
+			return
+		case seq > 0:
+			if p.b.duplicate && seq == 1 {
+				p.stats.Duplicates++
+				p.count(func(c *Counters) { c.Duplicates.Add(1) })
+			} else {
+				p.stats.Published++
+				p.count(func(c *Counters) { c.Published.Add(1) })
+			}
+			if p.cfg.OnAck != nil {
+				if now.IsZero() {
+					now = time.Now()
+				}
+				p.cfg.OnAck(now.Sub(p.w.sentAt[i]))
+			}
+		case it.DeadLetter != nil:
+			p.stats.DeadLetters++
+			p.count(func(c *Counters) { c.DeadLetters.Add(1) })
+		}
+		p.w.resolved++
 	}
-	h[jetstream.MsgIDHeader] = []string{id}
-	if last != "" {
-		h[jetstream.ExpectedLastMsgIDHeader] = []string{last}
+	p.finishAdvance(from)
+}
+
+func (p *Pipeline) finishAdvance(from uint64) {
+	if p.w.resolved != from {
+		p.stats.StalledSince, p.stats.StallCause = time.Time{}, ""
+		signal(p.resolvedCh)
 	}
-	h[HeaderOutboxID] = []string{strconv.FormatInt(ev.ID, 10)}
-	if ev.CommitLSN != 0 {
-		h[HeaderCommitLSN] = []string{ev.CommitLSN.String()}
+}
+
+func (p *Pipeline) count(f func(*Counters)) {
+	if p.cfg.Counters != nil {
+		f(p.cfg.Counters)
 	}
-	return &nats.Msg{Subject: ev.Subject, Data: ev.Payload, Header: h}
+}
+
+func (p *Pipeline) report(err error) {
+	p.mu.Lock()
+	if p.stats.StalledSince.IsZero() {
+		p.stats.StalledSince = time.Now()
+	}
+	p.stats.StallCause = err.Error()
+	p.mu.Unlock()
+	if p.cfg.OnRetry != nil {
+		p.cfg.OnRetry(err)
+	}
 }

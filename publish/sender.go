@@ -4,107 +4,315 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cdcrelay/cdcrelay/decode"
+	"github.com/cdcrelay/cdcrelay/internal/backoff"
 )
 
-// sender publishes submitted items in window order. It is the only
-// goroutine that publishes, so the chain of expected ids follows the order of
-// the window. Before each publish it checks for a pause and parks, so a
-// recovery knows nothing more will be sent until it resumes.
+// sender is the pipeline's one goroutine: it publishes the window in order
+// into one batch at a time, ends a batch when it has nothing more to send
+// (or the batch is full), seals a batch that broke or went quiet, and when
+// a batch ends short it resolves what was stored and starts the next batch
+// at the first event that was not.
 func (p *Pipeline) sender(ctx context.Context) {
-	for {
-		p.mu.Lock()
-		if p.paused || p.sendErr != nil {
-			p.parked = true
-			p.mu.Unlock()
-			signal(p.parkedCh)
-			if !wait(ctx, p.sendCh) {
+	s := &sendState{
+		retry: backoff.Backoff{Base: p.cfg.MinBackoff, Limit: p.cfg.MaxBackoff},
+		hdr:   make(nats.Header, 8),
+		id:    make([]string, 1),
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for ctx.Err() == nil {
+		wait, err := p.step(ctx, s)
+		if err != nil {
+			p.report(err)
+			if !backoff.Sleep(ctx, s.retry.Next()) {
 				return
 			}
 			continue
 		}
-		if p.w.sent == p.w.added {
-			p.mu.Unlock()
-			if !wait(ctx, p.sendCh) {
-				return
-			}
+		if wait < 0 {
 			continue
 		}
-		pos := p.w.sent
-		it := p.w.items[p.w.slot(pos)]
-		last, filter := p.lastID, p.filter
+		timer.Reset(wait) // no stale tick since Go 1.23
+		select {
+		case <-p.sendCh:
+		case <-p.denied.ch:
+			p.mu.Lock()
+			p.checkDenied()
+			p.mu.Unlock()
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// sendState is what the sender reuses from one message to the next.
+type sendState struct {
+	retry backoff.Backoff
+	hdr   nats.Header
+	id    []string
+	msg   nats.Msg
+	// recheck: a message found no stream; read the stream's subjects
+	// before sending again.
+	recheck bool
+}
+
+// step does one thing: finish an ended batch, seal a broken one, end an
+// idle one, or publish the next item. It returns how long to wait for
+// something to change (negative: step again at once), or an error to report
+// and retry after a back-off.
+func (p *Pipeline) step(ctx context.Context, s *sendState) (time.Duration, error) {
+	if s.recheck {
+		if err := p.readStream(ctx); err != nil {
+			return 0, err
+		}
+		s.recheck = false
+	}
+	p.mu.Lock()
+	b := &p.b
+	now := time.Now()
+	switch {
+	case b.ended:
+		retry, recheck := p.finishBatch()
 		p.mu.Unlock()
-
-		var (
-			fut  jetstream.PubAckFuture
-			dead error
-			id   string
-		)
-		if ev := it.Event; ev != nil {
-			switch {
-			case ev.Problem != nil:
-				dead = ev.Problem
-			case !filter.matches(ev.Subject) && !p.refreshedFilterMatches(ctx, ev.Subject, &filter):
-				if p.hasSendErr() {
-					continue
-				}
-				dead = fmt.Errorf("no stream captures subject %q: stream %s takes %v (add the subject to the stream, then replay the dead letter)", ev.Subject, p.cfg.Stream, []string(filter))
-			default:
-				id = ev.EventIDString()
-				var err error
-				fut, err = p.js.PublishMsgAsync(message(ev, id, last), p.opts...)
-				if err != nil && permanentSendErr(err) {
-					dead = fmt.Errorf("publish refused: %w", err)
-				} else if err != nil {
-					p.mu.Lock()
-					p.sendErr = err
-					p.mu.Unlock()
-					signal(p.ackCh)
-					continue
-				}
-			}
+		if retry != nil {
+			s.recheck = recheck
+			return 0, fmt.Errorf("resending from the first unstored event: %w", retry)
 		}
+		s.retry.Reset()
+		return -1, nil
+	case b.open && b.n == 0 && b.broken != nil:
+		cause := b.broken // its first publish failed: nothing to seal
+		*b = batch{}
+		p.mu.Unlock()
+		return 0, cause
+	case b.needsSeal(now, p.cfg.AckTimeout):
+		cause := b.broken
+		if cause == nil {
+			cause = fmt.Errorf("no word from JetStream on a batch for %v", p.cfg.AckTimeout)
+		}
+		subject, reply := b.first, b.reply(b.n+1, opEOB)
+		b.committed, b.sealedAt = true, now
+		p.mu.Unlock()
+		p.report(fmt.Errorf("sealing the batch to send its unstored events again: %w", cause))
+		if err := p.nc.PublishRequest(subject, reply, nil); err != nil {
+			p.mu.Lock()
+			b.sealedAt = time.Time{} // seal again after the back-off
+			p.mu.Unlock()
+			return 0, fmt.Errorf("seal a batch: %w", err)
+		}
+		return -1, nil
+	case b.open && b.committed:
+		since := b.heard
+		if !b.sealedAt.IsZero() {
+			since = b.sealedAt
+		}
+		p.mu.Unlock()
+		return max(p.cfg.AckTimeout-now.Sub(since), time.Millisecond), nil
+	case p.w.sent == p.w.added:
+		if !b.open || b.n == 0 {
+			*b = batch{} // marks and local dead letters only: nothing to commit
+			p.mu.Unlock()
+			return time.Hour, nil
+		}
+		// Nothing more to send: commit what the batch has.
+		subject, reply := b.first, b.reply(b.n+1, opEOB)
+		b.committed = true
+		if b.n == b.acked {
+			b.heard = now // the server owes an answer from now on
+		}
+		p.mu.Unlock()
+		if err := p.nc.PublishRequest(subject, reply, nil); err != nil {
+			p.breakBatch(err)
+		}
+		return -1, nil
+	case b.open && b.n-b.acked >= uint32(max(b.flow, 1))*maxUnacked:
+		heard := b.heard
+		p.mu.Unlock()
+		return max(p.cfg.AckTimeout-now.Sub(heard), time.Millisecond), nil
+	}
+	pos := p.w.sent
+	it := p.w.items[p.w.slot(pos)]
+	filter, filterAt := p.filter, p.filterAt
+	p.mu.Unlock()
 
+	dead, err := p.precheck(ctx, it.Event, filter, filterAt)
+	if err != nil {
+		return 0, err
+	}
+	if it.Event == nil || dead != nil {
+		p.skip(pos, dead)
+		return -1, nil
+	}
+	p.publish(s, pos, it.Event)
+	return -1, nil
+}
+
+// skip passes over the item at pos without a message: a mark, or an event
+// dead-lettered without being sent.
+func (p *Pipeline) skip(pos uint64, dead error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := p.w.slot(pos)
+	p.w.items[i].DeadLetter, p.w.seq[i] = dead, 0
+	p.w.sent++
+	p.advance()
+}
+
+// publish sends the event at window position pos as the next message of the
+// open batch (opening one if needed).
+func (p *Pipeline) publish(s *sendState, pos uint64, ev *decode.Event) {
+	p.mu.Lock()
+	b := &p.b
+	if !b.open {
+		p.batches++
+		*b = newBatch(p.inbox, p.batches)
+	}
+	// The sequence is taken before the publish: an answer may come back
+	// before this goroutine has the lock again.
+	prev := *b
+	seq := b.n + 1
+	op := opAppend
+	if seq == 1 {
+		op = opStart
+	}
+	commit := seq >= uint32(p.cfg.MaxBatch) || p.lastMessage(pos)
+	if commit {
+		op = opCommit
+	}
+	now := time.Now()
+	if seq == 1 || b.n == b.acked {
+		b.heard = now // the server owes an answer from now on
+	}
+	b.n, b.committed = seq, commit
+	if seq == 1 {
+		b.first = ev.Subject
+	}
+	s.msg = nats.Msg{Subject: ev.Subject, Reply: b.reply(seq, op), Data: ev.Payload}
+	p.mu.Unlock()
+
+	s.msg.Header = p.header(s, ev)
+	err := p.nc.PublishMsg(&s.msg)
+	switch {
+	case err != nil && permanentSendErr(err):
+		// Refused before it left: the batch goes on without it.
+		p.mu.Lock()
+		b.n, b.first, b.committed, b.heard = prev.n, prev.first, prev.committed, prev.heard
+		p.mu.Unlock()
+		p.skip(pos, fmt.Errorf("publish refused: %w", err))
+	case err != nil:
+		// Sealing the batch finds out what the server has; the event is
+		// sent again in the next batch.
+		p.breakBatch(err)
+	default:
 		p.mu.Lock()
 		i := p.w.slot(pos)
-		p.w.futs[i] = fut
-		p.w.sentAt[i] = time.Now()
-		p.w.items[i].DeadLetter = dead
-		if fut != nil {
-			p.lastID = id
-		}
+		p.w.items[i].DeadLetter, p.w.seq[i], p.w.sentAt[i] = nil, seq, now
 		p.w.sent++
+		p.advance()
 		p.mu.Unlock()
-		signal(p.ackCh)
 	}
 }
 
-// wait blocks until ch is signalled (true) or ctx ends (false).
-func wait(ctx context.Context, ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	case <-ctx.Done():
-		return false
+// lastMessage reports whether nothing after position pos can become a
+// message yet: the rest of the window holds only marks and events already
+// known to be dead letters. Lock held.
+func (p *Pipeline) lastMessage(pos uint64) bool {
+	for next := pos + 1; next < p.w.added; next++ {
+		if ev := p.w.items[p.w.slot(next)].Event; ev != nil && ev.Problem == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// header builds ev's headers into the map the sender reuses: the row's own
+// headers, Nats-Msg-Id and, when asked for, the relay's diagnostic ones.
+func (p *Pipeline) header(s *sendState, ev *decode.Event) nats.Header {
+	h := s.hdr
+	clear(h)
+	for k, v := range ev.Headers {
+		h[k] = v
+	}
+	s.id[0] = ev.EventIDString()
+	h[jetstream.MsgIDHeader] = s.id
+	if p.cfg.DiagnosticHeaders {
+		h[HeaderOutboxID] = []string{strconv.FormatInt(ev.ID, 10)}
+		if ev.CommitLSN != 0 {
+			h[HeaderCommitLSN] = []string{ev.CommitLSN.String()}
+		}
+	}
+	return h
+}
+
+// breakBatch marks the open batch for sealing after a failed publish.
+func (p *Pipeline) breakBatch(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.b.open && p.b.broken == nil {
+		p.b.broken = fmt.Errorf("publish: %w", err)
 	}
 }
 
-// permanentSendErr reports whether a publish that failed before reaching the
-// server would fail again however often it is retried.
-func permanentSendErr(err error) bool {
-	return errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject)
+// checkDenied breaks the open batch when the server refused a subject one
+// of its unacked messages was published to: that message was dropped, and
+// no ack will come for it. Lock held.
+func (p *Pipeline) checkDenied() {
+	b := &p.b
+	if !b.open || b.ended || b.broken != nil {
+		return
+	}
+	for pos := p.w.resolved; pos < p.w.sent; pos++ {
+		i := p.w.slot(pos)
+		if ev := p.w.items[i].Event; ev != nil && p.w.seq[i] > b.acked {
+			err := p.denied.since(ev.Subject, p.w.sentAt[i])
+			switch {
+			case err == nil:
+				continue
+			case p.w.seq[i] == 1:
+				// The batch never started: nothing of it can be stored,
+				// and an end-of-batch on that subject would be dropped too.
+				b.ended, b.count, b.cause = true, 0, err
+			default:
+				b.broken = err
+			}
+			signal(p.sendCh)
+			return
+		}
+	}
 }
 
-// permanentAckErr reports whether JetStream refused a message for good.
-func permanentAckErr(err error) bool {
-	var apiErr *jetstream.APIError
-	if !errors.As(err, &apiErr) {
-		return false
+// precheck decides what can be known without sending: an event that cannot
+// be published (bad row, subject no stream captures) is a dead letter. It
+// re-reads the stream's subjects, at most every filterRefresh, before
+// dead-lettering on them; a failed read is an error to retry, so nothing is
+// dead-lettered on stale information.
+func (p *Pipeline) precheck(ctx context.Context, ev *decode.Event, filter subjectFilter, filterAt time.Time) (dead error, err error) {
+	switch {
+	case ev == nil:
+		return nil, nil
+	case ev.Problem != nil:
+		return ev.Problem, nil
+	case filter.matches(ev.Subject):
+		return nil, nil
+	case time.Since(filterAt) >= filterRefresh:
+		if err := p.readStream(ctx); err != nil {
+			return nil, err
+		}
+		p.mu.Lock()
+		filter = p.filter
+		p.mu.Unlock()
+		if filter.matches(ev.Subject) {
+			return nil, nil
+		}
 	}
-	return apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum
+	return fmt.Errorf("no stream captures subject %q: stream %s takes %v (add the subject to the stream, then replay the dead letter)", ev.Subject, p.cfg.Stream, []string(filter)), nil
 }
 
 // filterRefresh bounds how often an unmatched subject re-reads the stream's
@@ -113,31 +321,56 @@ func permanentAckErr(err error) bool {
 // into a burst of stream info requests.
 const filterRefresh = 2 * time.Second
 
-// refreshedFilterMatches re-reads the stream's subjects, at most every
-// filterRefresh, and reports whether subject matches them now. A failed read
-// is a transient send error: the acker recovers, and nothing is dead-lettered
-// on stale information.
-func (p *Pipeline) refreshedFilterMatches(ctx context.Context, subject string, filter *subjectFilter) bool {
-	p.mu.Lock()
-	fresh := time.Since(p.filterAt) < filterRefresh
-	p.mu.Unlock()
-	if fresh {
-		return false
+// finishBatch resolves what an ended batch stored and closes it. If the
+// batch ended short, its first unstored message is dead-lettered when it can
+// never be stored (a permanent refusal, a subject the relay may not publish
+// to); otherwise retry says why it was not stored, and recheck whether the
+// stream's subjects must be read again. Either way the window rewinds to
+// the first unresolved item: the next batch sends it and what follows
+// again. Lock held.
+func (p *Pipeline) finishBatch() (retry error, recheck bool) {
+	b := &p.b
+	count := b.count
+	if count < 0 {
+		count = int64(b.acked) // the server forgot the batch: only acked messages are sure
 	}
-	// Only the subjects are taken: the chain's expected id is the sender's.
-	f, _, err := p.streamState(ctx)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err != nil {
-		p.sendErr = err
-		return false
+	b.acked = uint32(count)
+	p.advance()
+	if count < int64(b.n) {
+		var refusal error
+		if b.refused == b.acked+1 {
+			refusal = b.refusedErr
+		}
+		retry = firstErr(refusal, b.cause, b.broken, errors.New("JetStream ended a batch early"))
+		if p.w.resolved < p.w.sent {
+			i := p.w.slot(p.w.resolved)
+			it := &p.w.items[i]
+			if denied := p.denied.since(it.Event.Subject, p.w.sentAt[i]); denied != nil {
+				it.DeadLetter = denied
+			} else if refusal != nil && permanentAckErr(refusal) {
+				it.DeadLetter = fmt.Errorf("JetStream refused the event: %w", refusal)
+			}
+			if it.DeadLetter != nil {
+				p.w.seq[i], retry = 0, nil
+				p.advance() // resolves the dead letter
+			}
+		}
 	}
-	p.filter, p.filterAt, *filter = f, time.Now(), f
-	return f.matches(subject)
+	recheck = b.recheck
+	p.w.sent = p.w.resolved
+	*b = batch{}
+	if retry != nil {
+		p.stats.Recoveries++
+		p.count(func(c *Counters) { c.Recoveries.Add(1) })
+	}
+	return retry, recheck
 }
 
-func (p *Pipeline) hasSendErr() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.sendErr != nil
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -32,8 +32,8 @@ type StreamConfig struct {
 }
 
 // EnsureStream creates the stream, or updates an existing one to the given
-// subjects and limits (file storage, discard old). It reports whether the
-// stream was created.
+// subjects and limits (file storage, discard old, batched publishing
+// allowed). It reports whether the stream was created.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, c StreamConfig) (bool, error) {
 	if c.Name == "" || len(c.Subjects) == 0 {
 		return false, errors.New("ensure stream: a name and at least one subject are required")
@@ -49,6 +49,8 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, c StreamConfig) (
 		Duplicates: orDefault(c.DuplicateWindow, DefaultDuplicateWindow),
 		Replicas:   orDefault(c.Replicas, 1),
 		MaxMsgs:    -1,
+		// The relay publishes in fast-ingest batches (nats-server ≥ 2.14).
+		AllowBatchPublish: true,
 	}
 	_, err := js.Stream(ctx, c.Name)
 	switch {

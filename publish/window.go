@@ -4,7 +4,6 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cdcrelay/cdcrelay/decode"
 )
@@ -38,13 +37,16 @@ func (it Item) size() int64 {
 //
 //	released ≤ taken ≤ resolved ≤ sent ≤ added,  added − released ≤ len(items)
 //
-// sent: handed to NATS (or skipped: marks, local dead letters);
-// resolved: acked or dead-lettered; taken: handed to the checkpoint;
-// released: flipped and forgotten. A recovery moves sent back to resolved.
-// window does no locking: Pipeline guards it with its mutex.
+// sent: published in the open batch (or skipped: marks, local dead
+// letters); resolved: stored or dead-lettered; taken: handed to the
+// checkpoint; released: flipped and forgotten. A batch that breaks moves
+// sent back to resolved. window does no locking: Pipeline guards it with its
+// mutex.
 type window struct {
-	items    []Item
-	futs     []jetstream.PubAckFuture
+	items []Item
+	// seq is an item's sequence in the open batch, 0 for items that are
+	// not messages; valid for positions in [resolved, sent).
+	seq      []uint32
 	sentAt   []time.Time
 	maxBytes int64
 
@@ -55,7 +57,7 @@ type window struct {
 func newWindow(maxCount int, maxBytes int64) *window {
 	return &window{
 		items:    make([]Item, maxCount),
-		futs:     make([]jetstream.PubAckFuture, maxCount),
+		seq:      make([]uint32, maxCount),
 		sentAt:   make([]time.Time, maxCount),
 		maxBytes: maxBytes,
 	}
@@ -77,7 +79,6 @@ func (w *window) fits(size int64) bool {
 func (w *window) add(it Item) {
 	i := w.slot(w.added)
 	w.items[i] = it
-	w.futs[i] = nil
 	w.added++
 	w.bytes += it.size()
 }
@@ -88,7 +89,6 @@ func (w *window) release(n int) {
 		i := w.slot(w.released)
 		w.bytes -= w.items[i].size()
 		w.items[i] = Item{}
-		w.futs[i] = nil
 		w.released++
 	}
 }

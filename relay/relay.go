@@ -153,6 +153,11 @@ func (r *Relay) open(ctx context.Context) error {
 		pool.Close()
 		return fmt.Errorf("connect to NATS: %w: check --nats-url and that NATS is reachable", err)
 	}
+	if err := publish.CheckServer(nc); err != nil {
+		nc.Close()
+		pool.Close()
+		return err
+	}
 	if err := r.prepareStream(ctx, nc); err != nil {
 		nc.Close()
 		pool.Close()

@@ -182,7 +182,7 @@ func runRelay(ctx context.Context, log zerolog.Logger, cfg relay.Config, op oper
 			return err
 		})
 	}
-	return redactError(g.Wait(), secrets...)
+	return redactError(natsAdvice(g.Wait()), secrets...)
 }
 
 // checkRetention fails start-up when retention is on and the role may not

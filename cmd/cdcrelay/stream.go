@@ -50,7 +50,7 @@ func streamCommand() *cli.Command {
 		Usage: "manage the JetStream stream the relay publishes to",
 		Subcommands: []*cli.Command{withConfig(&cli.Command{
 			Name:  "ensure",
-			Usage: "create the stream, or update its subjects and limits (file storage, discard old)",
+			Usage: "create the stream, or update its subjects and limits (file storage, discard old, batched publishing allowed)",
 			Flags: append([]cli.Flag{
 				natsURLFlag(),
 				&cli.StringFlag{Name: "stream", EnvVars: []string{"CDCRELAY_STREAM"}, Value: relay.DefaultStream, Usage: "stream name"},
@@ -68,6 +68,9 @@ func streamCommand() *cli.Command {
 					return err
 				}
 				defer nc.Close()
+				if err := publish.CheckServer(nc); err != nil {
+					return natsAdvice(err)
+				}
 				js, err := jetstream.New(nc)
 				if err != nil {
 					return err
@@ -80,7 +83,7 @@ func streamCommand() *cli.Command {
 				if created {
 					verb = "created"
 				}
-				fmt.Fprintf(c.App.Writer, "stream %s %s: subjects %s, max age %v, max bytes %d, duplicate window %v, replicas %d\n",
+				fmt.Fprintf(c.App.Writer, "stream %s %s: subjects %s, max age %v, max bytes %d, duplicate window %v, replicas %d, batched publishing allowed\n",
 					sc.Name, verb, strings.Join(sc.Subjects, ","), orDefault(sc.MaxAge, publish.DefaultMaxAge), sc.MaxBytes,
 					orDefault(sc.DuplicateWindow, publish.DefaultDuplicateWindow), max(sc.Replicas, 1))
 				return nil

@@ -41,6 +41,8 @@ func TestPaymentsBookedOnceAcrossRestarts(t *testing.T) {
 		Subjects:   []string{"orders.>"},
 		Storage:    jetstream.FileStorage,
 		Duplicates: 2 * time.Minute,
+		// The relay publishes in batches.
+		AllowBatchPublish: true,
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
-// Package natsserver runs an embedded NATS server with JetStream on a file
-// store. `cdcrelay run --embedded-nats`, `cdcrelay demo` and the tests use it;
-// restarting it on the same store directory is how a NATS restart is tested.
+// Package natsserver runs embedded NATS servers with JetStream on a file
+// store: one server, or a cluster of them routed on loopback. `cdcrelay run
+// --embedded-nats`, `cdcrelay demo` and the tests use it; restarting a server
+// on the same store directory is how a NATS restart is tested.
 package natsserver
 
 import (
@@ -21,6 +22,20 @@ type Options struct {
 	Port int
 	// MaxPayload caps one message (server default 1 MiB when zero).
 	MaxPayload int32
+	// Users, when set, are the only clients the server accepts (user and
+	// password); without them it accepts anyone.
+	Users []User
+	// NoAuthUser, one of Users, is who a client without credentials is.
+	NoAuthUser string
+}
+
+// User is a client account of the server.
+type User struct {
+	Name, Password string
+	// DenyPublish are subjects (wildcards allowed) the user may not publish
+	// to; the server answers such a publish with a permissions violation
+	// and drops the message.
+	DenyPublish []string
 }
 
 // Server is a running embedded NATS server that can be stopped and started
@@ -32,6 +47,18 @@ type Server struct {
 
 // Start starts a server and waits until it accepts connections.
 func Start(o Options) (*Server, error) {
+	s, err := newServer(o, "cdcrelay-embedded")
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Start(); err != nil {
+		return nil, err
+	}
+	s.keepPorts()
+	return s, nil
+}
+
+func newServer(o Options, name string) (*Server, error) {
 	if o.StoreDir == "" {
 		return nil, errors.New("natsserver: StoreDir is required")
 	}
@@ -44,7 +71,7 @@ func Start(o Options) (*Server, error) {
 		port = server.RANDOM_PORT
 	}
 	s := &Server{opts: server.Options{
-		ServerName: "cdcrelay-embedded",
+		ServerName: name,
 		Host:       host,
 		Port:       port,
 		JetStream:  true,
@@ -52,15 +79,27 @@ func Start(o Options) (*Server, error) {
 		MaxPayload: o.MaxPayload,
 		NoLog:      true,
 		NoSigs:     true,
+		NoAuthUser: o.NoAuthUser,
 	}}
-	if err := s.Start(); err != nil {
-		return nil, err
+	for _, u := range o.Users {
+		user := &server.User{Username: u.Name, Password: u.Password}
+		if len(u.DenyPublish) > 0 {
+			user.Permissions = &server.Permissions{Publish: &server.SubjectPermission{Deny: u.DenyPublish}}
+		}
+		s.opts.Users = append(s.opts.Users, user)
 	}
-	// Restarts reuse the port the first start got, so clients reconnect.
+	return s, nil
+}
+
+// keepPorts pins the ports the first start got, so that restarts reuse them
+// and clients (and routes) reconnect.
+func (s *Server) keepPorts() {
 	if addr, ok := s.srv.Addr().(*net.TCPAddr); ok {
 		s.opts.Port = addr.Port
 	}
-	return s, nil
+	if addr := s.srv.ClusterAddr(); addr != nil {
+		s.opts.Cluster.Port = addr.Port
+	}
 }
 
 // Start (re)starts a stopped server on its port and store.
@@ -90,6 +129,12 @@ func (s *Server) Stop() {
 	s.srv.Shutdown()
 	s.srv.WaitForShutdown()
 }
+
+// Running reports whether the server is up.
+func (s *Server) Running() bool { return s.srv != nil && s.srv.Running() }
+
+// Name is the server's name, as stream and cluster information report it.
+func (s *Server) Name() string { return s.opts.ServerName }
 
 // URL is the client URL of the server.
 func (s *Server) URL() string { return fmt.Sprintf("nats://%s:%d", s.opts.Host, s.opts.Port) }

@@ -69,6 +69,8 @@ func NewAt(t *testing.T, env *testenv.Env, url string, migrate bool) *Harness {
 	}
 	h.Cfg.Publish.AckTimeout = 2 * time.Second
 	h.Cfg.Publish.MaxBackoff = 500 * time.Millisecond
+	// CheckStream checks the global commit order with them.
+	h.Cfg.Publish.DiagnosticHeaders = true
 	return h
 }
 
