@@ -3,6 +3,7 @@ package relay
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -111,6 +112,11 @@ func (r *Relay) Snapshot() Snapshot {
 		st := p.Stats()
 		s.InFlight, s.InFlightBytes = st.InFlight, st.InFlightB
 		s.OldestPending = p.OldestPending()
+		if since := st.StalledSince; !since.IsZero() && time.Since(since) >= publishStallAfter {
+			s.Stalls = append(s.Stalls, Stall{Cause: StallPublish, Since: since,
+				Detail: "publishing to NATS fails and is retried: " + st.StallCause})
+			sort.SliceStable(s.Stalls, func(i, j int) bool { return s.Stalls[i].Since.Before(s.Stalls[j].Since) })
+		}
 	}
 	if s.Streaming && r.cfg.HeartbeatInterval > 0 {
 		streamingFor := time.Since(time.Unix(0, r.streamingSince.Load()))

@@ -16,10 +16,18 @@ const (
 	// visible were confirmed without their flip, e.g. because synchronous
 	// replication waits on the relay itself.
 	StallFlipGaveUp = "flip_gave_up"
+	// StallPublish: publishing has failed for publishStallAfter and is
+	// being retried (NATS down, the stream without a leader, acks timing
+	// out).
+	StallPublish = "publish"
 )
 
+// publishStallAfter is how long publishing may fail before it counts as a
+// stall: a NATS restart or a stream leader change takes a few seconds.
+const publishStallAfter = 5 * time.Second
+
 // StallCauses lists every cause, for metrics that export each at zero.
-func StallCauses() []string { return []string{StallSlotCreation, StallFlipGaveUp} }
+func StallCauses() []string { return []string{StallSlotCreation, StallFlipGaveUp, StallPublish} }
 
 // flipGaveUpShown is how long readiness reports rows a flip gave up on.
 const flipGaveUpShown = 10 * time.Minute

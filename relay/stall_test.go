@@ -116,3 +116,26 @@ func waitStalled(t *testing.T, r *relay.Relay, cause string) {
 		return fmt.Errorf("no %s stall in %+v", cause, r.Snapshot().Stalls)
 	})
 }
+
+// Publishing that keeps failing is a stall: readiness names it while the
+// relay retries, and clears once NATS is back.
+func TestPublishFailuresShowInReadiness(t *testing.T) {
+	h := relaytest.New(t, env, true)
+	r := h.Start()
+	h.WaitStreaming(r)
+	seq := 0
+	relaytest.WriteN(t, h, 1, 10, &seq)
+	h.WaitAllDelivered(time.Minute)
+	h.NATS.Stop(t)
+	relaytest.WriteN(t, h, 1, 10, &seq)
+	waitNotReady(t, r.Relay, "publishing to NATS fails and is retried")
+	waitStalled(t, r.Relay, relay.StallPublish)
+	h.NATS.Start(t)
+	h.WaitAllDelivered(time.Minute)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if ok, why := r.Relay.Ready(); !ok {
+			return errors.New(why)
+		}
+		return nil
+	})
+}
