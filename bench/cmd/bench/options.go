@@ -36,9 +36,13 @@ type options struct {
 	sustainProbe  time.Duration
 	sustainWindow time.Duration
 
-	backlog      int64
-	failovers    int
-	failoverRate float64
+	backlog int64
+	// sharedBacklog is the backlog drained alone and beside a foreign
+	// publisher at foreignRate messages/s.
+	sharedBacklog int64
+	foreignRate   float64
+	failovers     int
+	failoverRate  float64
 
 	render      string
 	maxForeign  float64
@@ -47,7 +51,7 @@ type options struct {
 }
 
 // measurements are every measurement, in the order they run.
-const measurements = "writer,latency,sustain,catchup,failover"
+const measurements = "writer,latency,sustain,shared,catchup,failover"
 
 func parseOptions(args []string) (*options, error) {
 	o := &options{}
@@ -72,6 +76,8 @@ func parseOptions(args []string) (*options, error) {
 	fs.DurationVar(&o.sustainProbe, "sustain-probe", 6*time.Second, "each probe")
 	fs.DurationVar(&o.sustainWindow, "sustain-window", 30*time.Second, "the window the best rate must hold lag flat for")
 	fs.Int64Var(&o.backlog, "backlog", 1_000_000, "events in the catch-up backlog")
+	fs.Int64Var(&o.sharedBacklog, "shared-backlog", 200_000, "events in each backlog of the shared-stream drain")
+	fs.Float64Var(&o.foreignRate, "foreign-rate", 1000, "messages/s of the foreign publisher in the shared-stream drain")
 	fs.IntVar(&o.failovers, "failovers", 5, "leader kills per system")
 	fs.Float64Var(&o.failoverRate, "failover-rate", 2000, "offered rate during failovers, events/s")
 	fs.Float64Var(&o.maxForeign, "max-foreign", 0.3, "wait before a run while others use more than this many cores")
@@ -87,7 +93,7 @@ func parseOptions(args []string) (*options, error) {
 		quick := map[string]string{
 			"rounds": "1", "writer-duration": "2s", "latency-rates": "1000,10000", "latency-duration": "3s",
 			"sustain-probes": "2", "sustain-probe": "3s", "sustain-window": "4s",
-			"backlog": "100000", "failovers": "2", "quiet-budget": "5s", "idle-duration": "1s",
+			"backlog": "100000", "shared-backlog": "40000", "failovers": "2", "quiet-budget": "5s", "idle-duration": "1s",
 		}
 		for name, v := range quick {
 			if !set[name] {

@@ -34,6 +34,7 @@ func (r *Results) Markdown(svgName string) string {
 	r.sustainRows(t)
 	r.latencyRows(t)
 	r.costRows(t)
+	r.sharedRows(t)
 	r.catchupRows(t)
 	r.failoverRows(t)
 	b.WriteString(t.String())

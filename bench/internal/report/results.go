@@ -31,6 +31,7 @@ type Results struct {
 	Writer   []WriterRun   `json:"writer"`
 	Latency  []LatencyRun  `json:"latency"`
 	Sustain  []SustainRun  `json:"sustain"`
+	Shared   []SharedRun   `json:"shared"`
 	Catchup  []CatchupRun  `json:"catchup"`
 	Failover []FailoverRun `json:"failover"`
 	// Errors are measurements that could not run, with why.
@@ -61,6 +62,8 @@ type Settings struct {
 	LatencyRates   []float64         `json:"latency_rates"`
 	SustainWindow  time.Duration     `json:"sustain_window_ns"`
 	Backlog        int64             `json:"backlog"`
+	SharedBacklog  int64             `json:"shared_backlog"`
+	ForeignRate    float64           `json:"foreign_rate"`
 	Failovers      int               `json:"failovers"`
 	FailoverRate   float64           `json:"failover_rate"`
 	PostgresConfig map[string]string `json:"postgres_config"`
