@@ -30,6 +30,7 @@ type options struct {
 
 	latencyRates []float64
 	latencyDur   time.Duration
+	stageRates   []float64
 
 	sustainProbes int
 	sustainStart  float64
@@ -51,7 +52,7 @@ type options struct {
 }
 
 // measurements are every measurement, in the order they run.
-const measurements = "writer,latency,sustain,shared,catchup,failover"
+const measurements = "writer,latency,stages,sustain,shared,catchup,failover"
 
 func parseOptions(args []string) (*options, error) {
 	o := &options{}
@@ -70,6 +71,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.DurationVar(&o.idleDur, "idle-duration", 3*time.Second, "how long each system's idle CPU is measured")
 	fs.DurationVar(&o.writerDur, "writer-duration", 5*time.Second, "each writer-cost run")
 	rates := fs.String("latency-rates", "1000,10000,20000", "offered rates of the latency runs, events/s")
+	stageRates := fs.String("stage-rates", "1000,10000", "offered rates of cdcrelay's per-stage runs, events/s")
 	fs.DurationVar(&o.latencyDur, "latency-duration", 8*time.Second, "each latency run")
 	fs.IntVar(&o.sustainProbes, "sustain-probes", 3, "short probes of the throughput search")
 	fs.Float64Var(&o.sustainStart, "sustain-start", 0, "first rate of the throughput search (default: 90 % of the drain rate seen in the writer runs)")
@@ -91,7 +93,7 @@ func parseOptions(args []string) (*options, error) {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		quick := map[string]string{
-			"rounds": "1", "writer-duration": "2s", "latency-rates": "1000,10000", "latency-duration": "3s",
+			"rounds": "1", "writer-duration": "2s", "latency-rates": "1000,10000", "stage-rates": "1000", "latency-duration": "3s",
 			"sustain-probes": "2", "sustain-probe": "3s", "sustain-window": "4s",
 			"backlog": "100000", "shared-backlog": "40000", "failovers": "2", "quiet-budget": "5s", "idle-duration": "1s",
 		}
@@ -104,7 +106,10 @@ func parseOptions(args []string) (*options, error) {
 		}
 	}
 	var err error
-	if o.latencyRates, err = parseRates(*rates); err != nil {
+	if o.latencyRates, err = parseRates("latency-rates", *rates); err != nil {
+		return nil, err
+	}
+	if o.stageRates, err = parseRates("stage-rates", *stageRates); err != nil {
 		return nil, err
 	}
 	o.systems = splitList(*systems)
@@ -123,12 +128,12 @@ func parseOptions(args []string) (*options, error) {
 	return o, nil
 }
 
-func parseRates(s string) ([]float64, error) {
+func parseRates(name, s string) ([]float64, error) {
 	var out []float64
 	for _, f := range splitList(s) {
 		v, err := strconv.ParseFloat(f, 64)
 		if err != nil || v <= 0 {
-			return nil, fmt.Errorf("-latency-rates: bad rate %q", f)
+			return nil, fmt.Errorf("-%s: bad rate %q", name, f)
 		}
 		out = append(out, v)
 	}

@@ -33,6 +33,7 @@ func (r *Results) Markdown(svgName string) string {
 	r.writerRows(t)
 	r.sustainRows(t)
 	r.latencyRows(t)
+	r.stageRows(t)
 	r.costRows(t)
 	r.sharedRows(t)
 	r.catchupRows(t)
