@@ -25,33 +25,7 @@ func (s *session) runCatchup(ctx context.Context) (report.CatchupRun, error) {
 	if err := s.sys.stop(); err != nil {
 		return run, err
 	}
-	subject, tag := s.nextSubject()
-	g, err := load.New(s.pool, load.Config{
-		Writers: o.writers, Mode: load.Closed, Batch: 100, Events: o.backlog,
-		PayloadSize: o.payload, Subject: subject, Tag: tag,
-	})
-	if err != nil {
-		return run, err
-	}
-	s.env.logf("  catch-up %s: writing a backlog of %d events", s.sys.name(), o.backlog)
-	// How fast the backlog is written is not measured, and the poller's
-	// NOTIFY trigger would make writing it take twice as long.
-	if _, err := s.q.Exec(ctx, `ALTER TABLE bus.outbox DISABLE TRIGGER USER`); err != nil {
-		return run, err
-	}
-	if _, err := g.Run(ctx, time.Now()); err != nil {
-		return run, fmt.Errorf("write backlog: %w", err)
-	}
-	if _, err := s.q.Exec(ctx, `ALTER TABLE bus.outbox ENABLE TRIGGER USER`); err != nil {
-		return run, err
-	}
-	// A checkpoint but no vacuum: after an outage the backlog's rows have
-	// not been vacuumed either, and setting their hint bits is part of the
-	// work of draining them.
-	if err := s.env.checkpoint(ctx); err != nil {
-		return run, err
-	}
-	if err := s.env.waitQuiet(ctx); err != nil {
+	if _, err := s.writeBacklog(ctx, o.backlog); err != nil {
 		return run, err
 	}
 	info, err := s.stream.Info(ctx)
@@ -105,4 +79,38 @@ func (s *session) runCatchup(ctx context.Context) (report.CatchupRun, error) {
 	s.env.logf("  catch-up %-8s %d events: %.2fs to the last ack (drain %.2fs, %.0f events/s), flipped at %.2fs, RSS %d MiB",
 		s.sys.name(), o.backlog, run.Total, run.Drain, run.Rate, run.Flipped, run.PeakRSS>>20)
 	return run, nil
+}
+
+// writeBacklog writes n events on a subject of their own while no consumer
+// runs, then checkpoints and waits for a quiet machine: the state a
+// consumer started next finds after an outage.
+func (s *session) writeBacklog(ctx context.Context, n int64) (string, error) {
+	o := s.env.o
+	subject, tag := s.nextSubject()
+	g, err := load.New(s.pool, load.Config{
+		Writers: o.writers, Mode: load.Closed, Batch: 100, Events: n,
+		PayloadSize: o.payload, Subject: subject, Tag: tag,
+	})
+	if err != nil {
+		return "", err
+	}
+	s.env.logf("  %s: writing a backlog of %d events", s.sys.name(), n)
+	// How fast the backlog is written is not measured, and the poller's
+	// NOTIFY trigger would make writing it take twice as long.
+	if _, err := s.q.Exec(ctx, `ALTER TABLE bus.outbox DISABLE TRIGGER USER`); err != nil {
+		return "", err
+	}
+	if _, err := g.Run(ctx, time.Now()); err != nil {
+		return "", fmt.Errorf("write backlog: %w", err)
+	}
+	if _, err := s.q.Exec(ctx, `ALTER TABLE bus.outbox ENABLE TRIGGER USER`); err != nil {
+		return "", err
+	}
+	// A checkpoint but no vacuum: after an outage the backlog's rows have
+	// not been vacuumed either, and setting their hint bits is part of the
+	// work of draining them.
+	if err := s.env.checkpoint(ctx); err != nil {
+		return "", err
+	}
+	return subject, s.env.waitQuiet(ctx)
 }

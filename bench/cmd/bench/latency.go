@@ -13,8 +13,9 @@ import (
 	"github.com/cdcrelay/cdcrelay/bench/internal/report"
 )
 
-// runLatency offers rate events/s open loop and measures each event's trip.
-func (s *session) runLatency(ctx context.Context, round int, rate float64) (report.LatencyRun, error) {
+// runLatency offers rate events/s open loop and measures each event's trip;
+// tapped also times its stages (cdcrelay only: see tap).
+func (s *session) runLatency(ctx context.Context, round int, rate float64, tapped bool) (report.LatencyRun, error) {
 	o := s.env.o
 	run := report.LatencyRun{System: s.sys.name(), Round: round, Rate: rate}
 	if err := s.env.waitQuiet(ctx); err != nil {
@@ -36,6 +37,12 @@ func (s *session) runLatency(ctx context.Context, round int, rate float64) (repo
 		return run, err
 	}
 	defer r.stop()
+	var t *tap
+	if tapped {
+		if t, err = s.startTap(ctx, tag, g.Scheduled()); err != nil {
+			return run, err
+		}
+	}
 	base, _, err := s.acked(ctx)
 	if err != nil {
 		return run, err
@@ -62,6 +69,12 @@ func (s *session) runLatency(ctx context.Context, round int, rate float64) (repo
 	after, err := s.meter(ctx)
 	if err != nil {
 		return run, err
+	}
+	if t != nil {
+		if err := t.stop(ctx); err != nil {
+			return run, fmt.Errorf("tap: %w", err)
+		}
+		run.Stages = stages(res, r, t)
 	}
 	run.Cost = s.cost(before, after, res.Written)
 	run.Noise = s.env.noise(before, after)

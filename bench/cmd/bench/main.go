@@ -69,8 +69,8 @@ func run(ctx context.Context, o *options) error {
 	defer e.close()
 	res := &report.Results{Started: e.start, Quick: o.quick, Machine: e.machine(ctx), Settings: report.Settings{
 		PayloadBytes: o.payload, Writers: o.writers, Window: o.window, Rounds: o.rounds,
-		WriterWindow: o.writerDur, LatencyWindow: o.latencyDur, LatencyRates: o.latencyRates,
-		SustainWindow: o.sustainWindow, Backlog: o.backlog, Failovers: o.failovers, FailoverRate: o.failoverRate,
+		WriterWindow: o.writerDur, LatencyWindow: o.latencyDur, LatencyRates: o.latencyRates, StageRates: o.stageRates,
+		SustainWindow: o.sustainWindow, Backlog: o.backlog, SharedBacklog: o.sharedBacklog, ForeignRate: o.foreignRate, Failovers: o.failovers, FailoverRate: o.failoverRate,
 		PostgresConfig: pgSettings(),
 	}}
 	res.Machine.LoadAvg, _ = procfs.LoadAvg()
@@ -136,7 +136,7 @@ func (e *env) runRounds(ctx context.Context, res *report.Results, systems []syst
 				}
 				if o.only["latency"] && sys.consumes() {
 					for _, rate := range o.latencyRates {
-						l, err := s.runLatency(ctx, round, rate)
+						l, err := s.runLatency(ctx, round, rate, false)
 						if err != nil {
 							return fmt.Errorf("latency at %.0f/s: %w", rate, err)
 						}
@@ -160,9 +160,9 @@ func (e *env) runRounds(ctx context.Context, res *report.Results, systems []syst
 // the backlog and the failovers, the systems taking turns.
 func (e *env) runHeavy(ctx context.Context, res *report.Results, systems []system) {
 	o := e.o
-	for _, m := range []string{"sustain", "catchup", "failover"} {
+	for _, m := range []string{"stages", "sustain", "shared", "catchup", "failover"} {
 		for _, sys := range systems {
-			if !o.only[m] || ctx.Err() != nil {
+			if !o.only[m] || ctx.Err() != nil || (m == "stages" && sys.name() != report.Relay) {
 				continue
 			}
 			e.logf("%s: %s", m, sys.name())
@@ -177,6 +177,16 @@ func (e *env) runHeavy(ctx context.Context, res *report.Results, systems []syste
 					}
 					r, err := s.runSustain(ctx, est)
 					res.Sustain = append(res.Sustain, r)
+					return err
+				case "stages":
+					r, err := s.runStages(ctx)
+					res.StageRuns = append(res.StageRuns, r...)
+					return err
+				case "shared":
+					r, err := s.runShared(ctx)
+					if err == nil {
+						res.Shared = append(res.Shared, r)
+					}
 					return err
 				case "catchup":
 					r, err := s.runCatchup(ctx)

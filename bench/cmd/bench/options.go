@@ -30,15 +30,20 @@ type options struct {
 
 	latencyRates []float64
 	latencyDur   time.Duration
+	stageRates   []float64
 
 	sustainProbes int
 	sustainStart  float64
 	sustainProbe  time.Duration
 	sustainWindow time.Duration
 
-	backlog      int64
-	failovers    int
-	failoverRate float64
+	backlog int64
+	// sharedBacklog is the backlog drained alone and beside a foreign
+	// publisher at foreignRate messages/s.
+	sharedBacklog int64
+	foreignRate   float64
+	failovers     int
+	failoverRate  float64
 
 	render      string
 	maxForeign  float64
@@ -47,7 +52,7 @@ type options struct {
 }
 
 // measurements are every measurement, in the order they run.
-const measurements = "writer,latency,sustain,catchup,failover"
+const measurements = "writer,latency,stages,sustain,shared,catchup,failover"
 
 func parseOptions(args []string) (*options, error) {
 	o := &options{}
@@ -66,12 +71,15 @@ func parseOptions(args []string) (*options, error) {
 	fs.DurationVar(&o.idleDur, "idle-duration", 3*time.Second, "how long each system's idle CPU is measured")
 	fs.DurationVar(&o.writerDur, "writer-duration", 5*time.Second, "each writer-cost run")
 	rates := fs.String("latency-rates", "1000,10000,20000", "offered rates of the latency runs, events/s")
+	stageRates := fs.String("stage-rates", "1000,10000", "offered rates of cdcrelay's per-stage runs, events/s")
 	fs.DurationVar(&o.latencyDur, "latency-duration", 8*time.Second, "each latency run")
 	fs.IntVar(&o.sustainProbes, "sustain-probes", 3, "short probes of the throughput search")
 	fs.Float64Var(&o.sustainStart, "sustain-start", 0, "first rate of the throughput search (default: 90 % of the drain rate seen in the writer runs)")
 	fs.DurationVar(&o.sustainProbe, "sustain-probe", 6*time.Second, "each probe")
 	fs.DurationVar(&o.sustainWindow, "sustain-window", 30*time.Second, "the window the best rate must hold lag flat for")
 	fs.Int64Var(&o.backlog, "backlog", 1_000_000, "events in the catch-up backlog")
+	fs.Int64Var(&o.sharedBacklog, "shared-backlog", 200_000, "events in each backlog of the shared-stream drain")
+	fs.Float64Var(&o.foreignRate, "foreign-rate", 1000, "messages/s of the foreign publisher in the shared-stream drain")
 	fs.IntVar(&o.failovers, "failovers", 5, "leader kills per system")
 	fs.Float64Var(&o.failoverRate, "failover-rate", 2000, "offered rate during failovers, events/s")
 	fs.Float64Var(&o.maxForeign, "max-foreign", 0.3, "wait before a run while others use more than this many cores")
@@ -85,9 +93,9 @@ func parseOptions(args []string) (*options, error) {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		quick := map[string]string{
-			"rounds": "1", "writer-duration": "2s", "latency-rates": "1000,10000", "latency-duration": "3s",
+			"rounds": "1", "writer-duration": "2s", "latency-rates": "1000,10000", "stage-rates": "1000", "latency-duration": "3s",
 			"sustain-probes": "2", "sustain-probe": "3s", "sustain-window": "4s",
-			"backlog": "100000", "failovers": "2", "quiet-budget": "5s", "idle-duration": "1s",
+			"backlog": "100000", "shared-backlog": "40000", "failovers": "2", "quiet-budget": "5s", "idle-duration": "1s",
 		}
 		for name, v := range quick {
 			if !set[name] {
@@ -98,7 +106,10 @@ func parseOptions(args []string) (*options, error) {
 		}
 	}
 	var err error
-	if o.latencyRates, err = parseRates(*rates); err != nil {
+	if o.latencyRates, err = parseRates("latency-rates", *rates); err != nil {
+		return nil, err
+	}
+	if o.stageRates, err = parseRates("stage-rates", *stageRates); err != nil {
 		return nil, err
 	}
 	o.systems = splitList(*systems)
@@ -117,12 +128,12 @@ func parseOptions(args []string) (*options, error) {
 	return o, nil
 }
 
-func parseRates(s string) ([]float64, error) {
+func parseRates(name, s string) ([]float64, error) {
 	var out []float64
 	for _, f := range splitList(s) {
 		v, err := strconv.ParseFloat(f, 64)
 		if err != nil || v <= 0 {
-			return nil, fmt.Errorf("-latency-rates: bad rate %q", f)
+			return nil, fmt.Errorf("-%s: bad rate %q", name, f)
 		}
 		out = append(out, v)
 	}

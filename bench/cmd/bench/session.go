@@ -57,9 +57,10 @@ func (e *env) newSession(ctx context.Context, sys system) (_ *session, err error
 		return nil, fmt.Errorf("delete stream: %w", err)
 	}
 	// The stream the relay would create for itself, so both systems
-	// publish into the same store, dedup window and limits.
+	// publish into the same store, dedup window and limits; it also
+	// captures the foreign publisher's subjects (runShared).
 	if _, err := publish.EnsureStream(ctx, e.js, publish.StreamConfig{
-		Name: streamName, Subjects: []string{streamSubject}, MaxBytes: 4 << 30,
+		Name: streamName, Subjects: []string{streamSubject, foreignSubjects}, MaxBytes: 4 << 30,
 	}); err != nil {
 		return nil, err
 	}

@@ -27,12 +27,16 @@ type Results struct {
 	Machine  Machine       `json:"machine"`
 	Settings Settings      `json:"settings"`
 
-	Idle     []IdleRun     `json:"idle"`
-	Writer   []WriterRun   `json:"writer"`
-	Latency  []LatencyRun  `json:"latency"`
-	Sustain  []SustainRun  `json:"sustain"`
-	Catchup  []CatchupRun  `json:"catchup"`
-	Failover []FailoverRun `json:"failover"`
+	Idle    []IdleRun    `json:"idle"`
+	Writer  []WriterRun  `json:"writer"`
+	Latency []LatencyRun `json:"latency"`
+	// StageRuns are latency runs of cdcrelay with a replication tap beside
+	// it, for the per-stage breakdown; apart because the tap adds load.
+	StageRuns []LatencyRun  `json:"stage_runs,omitempty"`
+	Sustain   []SustainRun  `json:"sustain"`
+	Shared    []SharedRun   `json:"shared"`
+	Catchup   []CatchupRun  `json:"catchup"`
+	Failover  []FailoverRun `json:"failover"`
 	// Errors are measurements that could not run, with why.
 	Errors []string `json:"errors,omitempty"`
 }
@@ -59,8 +63,11 @@ type Settings struct {
 	WriterWindow   time.Duration     `json:"writer_window_ns"`
 	LatencyWindow  time.Duration     `json:"latency_window_ns"`
 	LatencyRates   []float64         `json:"latency_rates"`
+	StageRates     []float64         `json:"stage_rates"`
 	SustainWindow  time.Duration     `json:"sustain_window_ns"`
 	Backlog        int64             `json:"backlog"`
+	SharedBacklog  int64             `json:"shared_backlog"`
+	ForeignRate    float64           `json:"foreign_rate"`
 	Failovers      int               `json:"failovers"`
 	FailoverRate   float64           `json:"failover_rate"`
 	PostgresConfig map[string]string `json:"postgres_config"`
@@ -151,8 +158,10 @@ type LatencyRun struct {
 	// but never received.
 	Behind bool  `json:"behind"`
 	Lost   int64 `json:"lost"`
-	Cost   Cost  `json:"cost"`
-	Noise  Noise `json:"noise"`
+	// Stages break commit → consumer receipt down, in the stage runs only.
+	Stages []Stage `json:"stages,omitempty"`
+	Cost   Cost    `json:"cost"`
+	Noise  Noise   `json:"noise"`
 }
 
 // SustainProbe is one offered rate tried by the throughput search.

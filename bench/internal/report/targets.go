@@ -55,6 +55,7 @@ func (r *Results) targets() string {
 		}
 		check(relayPG <= pollerPG/3, "Postgres CPU per single-row event %.2f of the poller's (medians, writers' inserts included%s; target ≤ 0.33)", relayPG/pollerPG, note)
 	}
+	r.sharedTarget(check)
 	var rss []float64
 	for _, s := range r.Sustain {
 		if s.System == Relay && s.PeakRSS > 0 {
