@@ -2,6 +2,7 @@ package migrations
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,4 +40,23 @@ func TestFlipIsHOT(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// The flip must not evaluate the subject and header rules: PostgreSQL runs
+// every CHECK of a table on every UPDATE, so each one must settle on
+// published_to_nats first (migration 0005). This test fails when someone adds
+// a CHECK to bus.outbox without that guard.
+func TestFlipSkipsRules(t *testing.T) {
+	conn, _ := connect(t, env.DB(t))
+	mustApply(t, conn)
+	checks := queryOne[[]string](t, conn, `SELECT array_agg(format('%s %s', conname, pg_get_expr(conbin, conrelid)) ORDER BY conname)
+		FROM pg_constraint WHERE conrelid = 'bus.outbox'::regclass AND contype = 'c'`)
+	if len(checks) != 8 {
+		t.Errorf("bus.outbox has %d CHECK constraints, want the 8 rules: %q", len(checks), checks)
+	}
+	for _, c := range checks {
+		if _, expr, _ := strings.Cut(c, " "); !strings.HasPrefix(expr, "(published_to_nats OR ") {
+			t.Errorf("CHECK %s does not start with published_to_nats OR: every flip would evaluate it", c)
+		}
+	}
 }

@@ -39,6 +39,14 @@ var inspections = []struct{ what, query string }{
 		  FROM pg_constraint
 		 WHERE conrelid = 'bus.outbox'::regclass AND NOT convalidated
 		 ORDER BY conname`},
+	{"checks the flip evaluates", `
+		-- PostgreSQL evaluates every CHECK on every UPDATE; migration 0005
+		-- guards cdcrelay's own rules this way.
+		SELECT format('CHECK %I on bus.outbox is evaluated again on every flip of published_to_nats; if it only guards what writers insert, make it CHECK (published_to_nats OR (...))', conname)
+		  FROM pg_constraint
+		 WHERE conrelid = 'bus.outbox'::regclass AND contype = 'c'
+		   AND pg_get_expr(conbin, conrelid) NOT LIKE '(published_to_nats OR %'
+		 ORDER BY conname`},
 	{"columns writers cannot fill", `
 		SELECT format('column bus.outbox.%I is NOT NULL without a default: bus.publish and outbox.Publish do not set it, so their inserts fail; give it a default or drop NOT NULL', attname)
 		  FROM pg_attribute
@@ -50,8 +58,8 @@ var inspections = []struct{ what, query string }{
 
 // Inspect reports what about bus.outbox will cost or fail later, one line
 // each: indexes that stop the relay's flip from being a HOT update, triggers
-// left from the poller, CHECKs that existing rows break, columns that
-// bus.publish cannot fill. It changes nothing. Apply runs it after migrating.
+// left from the poller, CHECKs that existing rows break or that the flip
+// evaluates, columns that bus.publish cannot fill. It changes nothing. Apply runs it after migrating.
 func Inspect(ctx context.Context, q Querier) ([]string, error) {
 	var found []string
 	for _, in := range inspections {

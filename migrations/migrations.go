@@ -53,6 +53,9 @@ type Option func(*options)
 
 type options struct {
 	progress func(string)
+	// upTo stops Apply after this version, as an older cdcrelay would
+	// (the upgrade tests); 0 applies them all.
+	upTo int
 }
 
 // WithProgress has Apply report each step as one line of text (waiting for
@@ -105,6 +108,9 @@ func Apply(ctx context.Context, conn *pgx.Conn, opts ...Option) (res Result, err
 		if !slices.ContainsFunc(all, func(m migration) bool { return m.Version == v }) {
 			return Result{}, fmt.Errorf("the database has migration %04d, which this cdcrelay does not know: a newer cdcrelay migrated it, so run that one", v)
 		}
+	}
+	if o.upTo > 0 {
+		all = slices.DeleteFunc(all, func(m migration) bool { return m.Version > o.upTo })
 	}
 	for _, m := range all {
 		if applied[m.Version] {
