@@ -25,7 +25,8 @@ const (
 	// it means "use the default".
 	DefaultLockID int64 = 0x6364_6372_656c_6179
 
-	// DefaultInterval is how often a standby tries to take the lock and a
+	// DefaultInterval bounds each wait of a standby on the lock (it takes
+	// over the moment the lock is free either way) and is how often a
 	// leader verifies that it still holds it.
 	DefaultInterval = time.Second
 
@@ -54,10 +55,11 @@ type Config struct {
 	// must connect to the same database.
 	LockID int64
 
-	// Interval is how often a standby retries the lock and the leader
-	// verifies it still holds it; 0 means DefaultInterval. A killed leader
-	// process frees the lock at once, so a standby takes over within about
-	// one Interval.
+	// Interval bounds each wait of a standby on the lock (also kept below
+	// the server's deadlock_timeout), after which it proves its connection
+	// alive and waits again, and is how often the leader verifies it still
+	// holds the lock; 0 means DefaultInterval. A waiting standby takes over
+	// the moment the lock is free: a killed leader process frees it at once.
 	Interval time.Duration
 
 	// KeepAlive bounds how long the server keeps the lock of a leader it can

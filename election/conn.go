@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -42,15 +43,18 @@ func connConfig(base *pgx.ConnConfig, identity string, t timings) *pgx.ConnConfi
 // connect opens a lock connection and sets the server's side of the
 // keepalive bound on its session. SET rather than start-up parameters, so
 // that a session-mode pooler that refuses unknown start-up parameters works.
-func connect(ctx context.Context, cc *pgx.ConnConfig, t timings) (*pgx.Conn, error) {
+// It also returns how long a standby may wait on the lock per statement
+// (see waitLock).
+func connect(ctx context.Context, cc *pgx.ConnConfig, t timings) (*pgx.Conn, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, t.connectTimeout)
 	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
-		return nil, fmt.Errorf("connect: %w", err)
+		return nil, 0, fmt.Errorf("connect: %w", err)
 	}
 	ka := strconv.Itoa(t.serverKeepAliveSecs)
-	sql := `SELECT set_config('tcp_keepalives_idle', $1, false),
+	sql := `SELECT (SELECT setting::bigint FROM pg_settings WHERE name = 'deadlock_timeout'),
+		set_config('tcp_keepalives_idle', $1, false),
 		set_config('tcp_keepalives_interval', $1, false),
 		set_config('tcp_keepalives_count', $2, false),
 		set_config('tcp_user_timeout', $3, false)`
@@ -62,13 +66,65 @@ func connect(ctx context.Context, cc *pgx.ConnConfig, t timings) (*pgx.Conn, err
 	} else {
 		sql += `, $4::text`
 	}
-	_, err = conn.Exec(ctx, sql, ka, strconv.Itoa(serverProbes),
-		strconv.FormatInt(t.serverUserTimeoutMS, 10), strconv.FormatInt(max(1, t.interval.Milliseconds()), 10))
+	var deadlockMS int64
+	err = conn.QueryRow(ctx, sql, ka, strconv.Itoa(serverProbes),
+		strconv.FormatInt(t.serverUserTimeoutMS, 10), strconv.FormatInt(max(1, t.interval.Milliseconds()), 10)).
+		Scan(&deadlockMS, nil, nil, nil, nil, nil)
 	if err != nil {
 		_ = conn.Close(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("set server keepalives (tcp_user_timeout needs PostgreSQL 12 or later): %w", err)
+		return nil, 0, fmt.Errorf("set server keepalives (tcp_user_timeout needs PostgreSQL 12 or later): %w", err)
 	}
-	return conn, nil
+	return conn, lockWait(t.interval, time.Duration(deadlockMS)*time.Millisecond), nil
+}
+
+// lockWait is how long one waitLock may wait: an Interval, but less than
+// the server's deadlock_timeout. A lock wait that outlasts deadlock_timeout
+// runs the deadlock detector, which briefly takes every lock-manager
+// partition, and with log_lock_waits (on by default from PostgreSQL 18) logs
+// a line: every standby would do both once a wait.
+func lockWait(interval, deadlockTimeout time.Duration) time.Duration {
+	if deadlockTimeout <= 0 {
+		return interval
+	}
+	return max(10*time.Millisecond, min(interval, deadlockTimeout-deadlockTimeout/4))
+}
+
+// SQLSTATEs of a lock wait that ended before the lock was granted.
+const (
+	lockNotAvailable = "55P03" // lock_timeout
+	queryCanceled    = "57014" // statement_timeout, or a cancel request
+)
+
+// waitLock takes the session-level lock, waiting for it up to wait. The
+// moment the holder's session ends, the server grants it to the first
+// waiter: a standby takes over without polling. ok is false when wait
+// passed first (lock_timeout, or a statement_timeout shorter than it): the
+// connection answered, so it is alive. The wait is bounded so that a
+// standby keeps proving its connection (StateStandby) and notices a dead
+// one; the client gives up wait plus verifyTimeout after sending, whatever
+// the socket does.
+//
+// When ctx ends first, pgx closes the connection and sends the server a
+// cancel request, which ends the wait there at once (a closed socket alone
+// is noticed only within client_connection_check_interval or wait): no
+// abandoned backend stays in the lock queue ahead of the other standbys.
+// closeConn waits for that.
+func waitLock(ctx context.Context, conn *pgx.Conn, lockID int64, wait time.Duration, t timings) (ok bool, err error) {
+	qctx, cancel := context.WithTimeout(ctx, wait+t.verifyTimeout)
+	defer cancel()
+	// lock_timeout is set for this statement's transaction only.
+	_, err = conn.Exec(qctx, `SELECT set_config('lock_timeout', $2, true), pg_advisory_lock($1)`,
+		lockID, strconv.FormatInt(wait.Milliseconds(), 10))
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		return true, nil
+	case ctx.Err() != nil:
+		return false, ctx.Err()
+	case errors.As(err, &pgErr) && (pgErr.Code == lockNotAvailable || pgErr.Code == queryCanceled):
+		return false, nil
+	}
+	return false, fmt.Errorf("wait for lock %d: %w", lockID, err)
 }
 
 // serverMajor is the server's major version, 0 if unknown.
@@ -80,17 +136,6 @@ func serverMajor(conn *pgx.Conn) int {
 	}
 	n, _ := strconv.Atoi(v)
 	return n
-}
-
-// tryLock takes the session-level lock if it is free.
-func tryLock(ctx context.Context, conn *pgx.Conn, lockID int64, t timings) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, t.verifyTimeout)
-	defer cancel()
-	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, lockID).Scan(&ok); err != nil {
-		return false, fmt.Errorf("try lock %d: %w", lockID, err)
-	}
-	return ok, nil
 }
 
 // lockKey splits a bigint advisory key the way the server stores it in

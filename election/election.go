@@ -1,22 +1,31 @@
 // Package election elects one leader among cdcrelay replicas: the holder of
-// a session-level PostgreSQL advisory lock (pg_try_advisory_lock) taken on a
-// dedicated connection. The server releases the lock when that connection
-// ends, so a killed leader frees it at once; TCP keepalives and
-// tcp_user_timeout on both ends bound how long a partitioned leader can keep
-// it, and the leader verifies its connection every Interval and gives up
-// before the server would hand the lock to someone else.
+// a session-level PostgreSQL advisory lock (pg_advisory_lock(bigint)) taken
+// on a dedicated connection. Standbys wait on the lock, so the server hands
+// it to one of them the moment the holder's session ends; the server
+// releases it when that connection ends, so a killed leader frees it at
+// once; TCP keepalives and tcp_user_timeout on both ends bound how long a
+// partitioned leader can keep it, and the leader verifies its connection
+// every Interval and gives up before the server would hand the lock to
+// someone else.
 //
 // Failure detection, with the defaults (Interval 1s, KeepAlive 10s):
 //
 //   - leader process killed: the server sees the socket close and frees the
-//     lock at once; a standby takes it within one Interval.
+//     lock at once; a waiting standby has it at once.
 //   - leader's backend terminated, or the server restarted: Lease.Lost fires
-//     at the next verify, within one Interval.
+//     at the next verify, within one Interval; a waiting standby has the
+//     lock as soon as the backend has exited.
 //   - network partition: the leader's verify times out after KeepAlive/4,
 //     so Lost fires within Interval+KeepAlive/4 (3.5s); its socket gives up
 //     after KeepAlive/2 even inside a long Lease.Do. The server frees the
 //     lock only about KeepAlive (10s) after it last heard from the leader,
-//     and a standby takes it within one more Interval.
+//     and hands it to a waiting standby then.
+//
+// A waiting standby is an active backend blocked in a lock wait: it holds
+// its connection (as a polling one did) and a lock-table entry, and each
+// wait ends after at most Interval, and before the server's
+// deadlock_timeout, so that its connection keeps being proved alive and the
+// server neither runs its deadlock detector for it nor logs the wait.
 package election
 
 import (
@@ -25,6 +34,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
@@ -100,11 +110,13 @@ func (e *Elector) OnChange(fn func(from, to State)) {
 }
 
 // Acquire blocks until this process holds the lock, and returns the lease,
-// or until ctx ends. It keeps one connection open and tries the lock every
-// Interval (StateStandby); when the connection fails it reconnects with
-// capped exponential back-off and jitter (StateUnhealthy meanwhile). Errors
-// a person must fix (authentication, missing database, a server too old for
-// tcp_user_timeout) end it at once.
+// or until ctx ends. It keeps one connection open and waits on the lock
+// there (StateStandby), so that it takes over the moment the holder's
+// session ends, in waits of at most Interval that each prove the connection
+// alive; when the connection fails it reconnects with capped exponential
+// back-off and jitter (StateUnhealthy meanwhile). Errors a person must fix
+// (authentication, missing database, a server too old for tcp_user_timeout)
+// end it at once.
 //
 // The lease outlives ctx: end it with Release.
 func (e *Elector) Acquire(ctx context.Context) (*Lease, error) {
@@ -122,6 +134,7 @@ func (e *Elector) Acquire(ctx context.Context) (*Lease, error) {
 	}()
 
 	var conn *pgx.Conn
+	var wait time.Duration // how long one waitLock on conn may wait
 	defer func() {
 		if conn != nil {
 			// The lock goes with the connection, should ctx have ended
@@ -138,7 +151,7 @@ func (e *Elector) Acquire(ctx context.Context) (*Lease, error) {
 	}
 	for {
 		if conn == nil {
-			c, err := connect(ctx, e.cc, e.t)
+			c, w, err := connect(ctx, e.cc, e.t)
 			switch {
 			case ctx.Err() != nil:
 				return nil, ctx.Err()
@@ -150,10 +163,10 @@ func (e *Elector) Acquire(ctx context.Context) (*Lease, error) {
 				}
 				continue
 			}
-			conn = c
+			conn, wait = c, w
 			e.transition(nil, StateStandby, nil)
 		}
-		ok, err := tryLock(ctx, conn, e.cfg.LockID, e.t)
+		ok, err := waitLock(ctx, conn, e.cfg.LockID, wait, e.t)
 		switch {
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
@@ -173,9 +186,6 @@ func (e *Elector) Acquire(ctx context.Context) (*Lease, error) {
 			l := newLease(e, conn)
 			conn = nil
 			return l, nil
-		}
-		if !backoff.Sleep(ctx, e.t.interval) {
-			return nil, ctx.Err()
 		}
 	}
 }
@@ -214,9 +224,16 @@ func (e *Elector) transition(l *Lease, to State, cause error) {
 }
 
 // closeConn ends a connection, bounded so that a dead network cannot hold
-// up the caller: the server frees the lock either way.
+// up the caller: the server frees the lock either way. A connection pgx
+// closed itself, when a statement's context ended, it waits for: pgx then
+// sends a cancel request, so that the server has ended the statement (a
+// standby's lock wait) by the time closeConn returns.
 func closeConn(conn *pgx.Conn, t timings) {
 	ctx, cancel := context.WithTimeout(context.Background(), t.verifyTimeout)
 	defer cancel()
 	_ = conn.Close(ctx)
+	select {
+	case <-conn.PgConn().CleanupDone():
+	case <-ctx.Done():
+	}
 }

@@ -187,7 +187,8 @@ func TestOneLeaderAndHandOver(t *testing.T) {
 	ctx := context.Background()
 	testenv.Eventually(t, within, func() error {
 		var tries int
-		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'relay b' AND query LIKE '%pg_try_advisory_lock%'`).Scan(&tries)
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+			WHERE a.application_name = 'relay b' AND l.locktype = 'advisory' AND NOT l.granted`).Scan(&tries)
 		if err != nil || tries == 0 {
 			return fmt.Errorf("b has not tried yet (%v)", err)
 		}

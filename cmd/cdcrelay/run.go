@@ -27,7 +27,7 @@ func runCommand() *cli.Command {
 		&cli.DurationFlag{Name: "ack-timeout", EnvVars: []string{"CDCRELAY_ACK_TIMEOUT"}, Value: publish.DefaultAckTimeout, Usage: "how long a batch may go without word from JetStream before the relay sends its unacked events again"},
 		&cli.BoolFlag{Name: "diagnostic-headers", EnvVars: []string{"CDCRELAY_DIAGNOSTIC_HEADERS"}, Usage: "add Cdcrelay-Outbox-Id and Cdcrelay-Commit-Lsn to every message (every consumer parses them)"},
 		&cli.Int64Flag{Name: "lock-id", EnvVars: []string{"CDCRELAY_LOCK_ID"}, Value: election.DefaultLockID, Usage: "advisory lock key of the leader; set it to your old poller's key so the two never run at once"},
-		&cli.DurationFlag{Name: "election-interval", EnvVars: []string{"CDCRELAY_ELECTION_INTERVAL"}, Value: election.DefaultInterval, Usage: "how often a standby tries to lead and a leader checks its lock"},
+		&cli.DurationFlag{Name: "election-interval", EnvVars: []string{"CDCRELAY_ELECTION_INTERVAL"}, Value: election.DefaultInterval, Usage: "how long a standby waits on the lock before it waits again, and how often a leader checks its lock"},
 		&cli.DurationFlag{Name: "shutdown-timeout", EnvVars: []string{"CDCRELAY_SHUTDOWN_TIMEOUT"}, Value: relay.DefaultShutdownTimeout, Usage: "how long SIGTERM waits for in-flight acks"},
 		&cli.DurationFlag{Name: "slot-create-timeout", EnvVars: []string{"CDCRELAY_SLOT_CREATE_TIMEOUT"}, Value: relay.DefaultSlotCreateTimeout, Usage: "how long creating the slot may wait for transactions open when it began, before it is retried"},
 		&cli.BoolFlag{Name: "ensure-stream", EnvVars: []string{"CDCRELAY_ENSURE_STREAM"}, Usage: "create or update the stream at start-up (needs --subjects)"},
