@@ -9,8 +9,8 @@ import (
 )
 
 // BenchmarkFlip measures the relay's flip on the migrated table and reports
-// the share of flips that were HOT updates, for the fillfactor the migration
-// sets and for others. "streaming": each round inserts a batch and flips the
+// the share of flips that were HOT updates and the WAL written per flipped
+// row, for the fillfactor the migration sets and for others. "streaming": each round inserts a batch and flips the
 // previous one, as a relay that keeps up does. "backlog": a backlog of rows is
 // flipped batch by batch, as after an outage or a backfill.
 func BenchmarkFlip(b *testing.B) {
@@ -67,15 +67,35 @@ func benchmarkFlip(b *testing.B, fillfactor, batch int, backlog bool) {
 	if err := conn.QueryRow(ctx, stats).Scan(&upd0, &hot0); err != nil {
 		b.Fatal(err)
 	}
+	// WAL of the flips alone, read outside the timed part.
+	var flipWAL int64
+	walSince := func(from string) int64 {
+		var n int64
+		if err := conn.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn() - $1::pg_lsn`, from).Scan(&n); err != nil {
+			b.Fatal(err)
+		}
+		return n
+	}
+	walNow := func() string {
+		var lsn string
+		if err := conn.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn); err != nil {
+			b.Fatal(err)
+		}
+		return lsn
+	}
 
 	b.ResetTimer()
 	for i := range b.N {
+		b.StopTimer()
 		if !backlog {
-			b.StopTimer()
 			pending = append(pending, insert())
-			b.StartTimer()
 		}
+		from := walNow()
+		b.StartTimer()
 		must(flip, pending[i])
+		b.StopTimer()
+		flipWAL += walSince(from)
+		b.StartTimer()
 	}
 	b.StopTimer()
 
@@ -86,4 +106,5 @@ func benchmarkFlip(b *testing.B, fillfactor, batch int, backlog bool) {
 	}
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "rows/s")
 	b.ReportMetric(100*float64(hot-hot0)/float64(upd-upd0), "hot%")
+	b.ReportMetric(float64(flipWAL)/float64(b.N*batch), "walB/row")
 }
