@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -102,8 +103,11 @@ func (b *batch) reply(seq uint32, op string) string {
 	return b.prefix + strconv.FormatUint(uint64(seq), 10) + "." + op + ".$FI"
 }
 
-func newBatch(inbox string, id uint64) batch {
-	token := strconv.FormatUint(id, 36)
+// newBatch opens a batch under an id no other publisher uses: the server
+// knows a stream's fast batches by their id alone, and an earlier term's
+// batch, a standby's or another relay's may still be open on the stream.
+func newBatch(inbox string) batch {
+	token := nuid.Next()
 	return batch{
 		open:   true,
 		id:     token,
@@ -122,6 +126,7 @@ type control struct {
 	// PubAck
 	Count     *uint64 `json:"count"`
 	Duplicate bool    `json:"duplicate"`
+	Batch     string  `json:"batch"`
 }
 
 // replyParts returns the batch id and sequence of a reply subject under
@@ -171,6 +176,11 @@ func (b *batch) hear(m *nats.Msg, inbox string, now time.Time) bool {
 	var c control
 	if err := json.Unmarshal(m.Data, &c); err != nil {
 		b.broken = fmt.Errorf("unreadable JetStream batch answer %q: %w", m.Data, err)
+		return true
+	}
+	if c.Type == "" && c.Batch != "" && c.Batch != b.id {
+		// Never resolve events on another batch's PubAck.
+		b.broken = fmt.Errorf("JetStream answered message %d with the PubAck of batch %q", seq, c.Batch)
 		return true
 	}
 	switch c.Type {

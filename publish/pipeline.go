@@ -50,7 +50,6 @@ type Pipeline struct {
 	mu       sync.Mutex
 	w        *window
 	b        batch
-	batches  uint64 // batch ids so far
 	filter   subjectFilter
 	filterAt time.Time // when filter was read
 	stats    Stats

@@ -171,8 +171,7 @@ func (p *Pipeline) publish(s *sendState, pos uint64, ev *decode.Event) {
 	p.mu.Lock()
 	b := &p.b
 	if !b.open {
-		p.batches++
-		*b = newBatch(p.inbox, p.batches)
+		*b = newBatch(p.inbox)
 	}
 	// The sequence is taken before the publish: an answer may come back
 	// before this goroutine has the lock again.
