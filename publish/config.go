@@ -31,6 +31,10 @@ const (
 	// recovery attempts while NATS or the stream is unavailable.
 	DefaultMinBackoff = 100 * time.Millisecond
 	DefaultMaxBackoff = 5 * time.Second
+	// DefaultAtomicMaxBatch is the most events in one atomic batch under
+	// Config.AtomicTransactions: nats-server's default limit
+	// (jetstream.limits.batch.max_size raises it on the server).
+	DefaultAtomicMaxBatch = 1000
 )
 
 // Config configures a Pipeline.
@@ -61,6 +65,20 @@ type Config struct {
 	// OnAck, when set, is called with the time from publish to ack of every
 	// acked event (for the ack latency histogram).
 	OnAck func(d time.Duration)
+	// AtomicTransactions publishes every transaction as one JetStream
+	// atomic batch (ADR-50; stream option allow_atomic): all of its events
+	// are stored or none. Several small transactions may share a batch. A
+	// transaction larger than AtomicMaxBatch, or with an event that is
+	// dead-lettered, is published the ordinary way (see atomic.go).
+	AtomicTransactions bool
+	// AtomicMaxBatch bounds the events in one atomic batch (default
+	// DefaultAtomicMaxBatch); set it to the server's limit when that was
+	// raised.
+	AtomicMaxBatch int
+	// OnNotAtomic, when set, hears of each transaction that
+	// AtomicTransactions could not publish atomically: its events so far
+	// and why.
+	OnNotAtomic func(events int, reason string)
 	// Counters, when set, accumulates counts across pipelines (one per
 	// leadership term) for metrics.
 	Counters *Counters
@@ -72,6 +90,10 @@ type Counters struct {
 	Duplicates  atomic.Uint64 // acked as duplicates where JetStream says so (a batch of one)
 	DeadLetters atomic.Uint64
 	Recoveries  atomic.Uint64 // batches that broke and were sent again
+	// NotAtomic counts transactions published the ordinary way under
+	// AtomicTransactions (too large for one atomic batch, or holding a
+	// dead letter).
+	NotAtomic atomic.Uint64
 }
 
 func (c *Config) setDefaults() {
@@ -83,6 +105,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = DefaultMaxBatch
+	}
+	if c.AtomicMaxBatch == 0 {
+		c.AtomicMaxBatch = DefaultAtomicMaxBatch
 	}
 	if c.AckTimeout == 0 {
 		c.AckTimeout = DefaultAckTimeout
@@ -103,6 +128,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("max in flight %d: must be at least 1", c.MaxInFlight)
 	case c.MaxInFlightBytes < 1:
 		return fmt.Errorf("max in flight bytes %d: must be at least 1", c.MaxInFlightBytes)
+	case c.AtomicMaxBatch < 1:
+		return fmt.Errorf("atomic max batch %d: must be at least 1", c.AtomicMaxBatch)
 	case c.MaxBatch < 1:
 		return fmt.Errorf("max batch %d: must be at least 1", c.MaxBatch)
 	case c.AckTimeout < 0, c.MinBackoff < 0, c.MaxBackoff < c.MinBackoff:

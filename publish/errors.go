@@ -22,6 +22,17 @@ func (e *BatchingDisabledError) Error() string {
 	return fmt.Sprintf("stream %s does not allow batched publishing (allow_batched is false)", e.Stream)
 }
 
+// AtomicDisabledError says the stream does not allow atomic batch
+// publishing (its allow_atomic option is off), which
+// Config.AtomicTransactions needs.
+type AtomicDisabledError struct {
+	Stream string
+}
+
+func (e *AtomicDisabledError) Error() string {
+	return fmt.Sprintf("stream %s does not allow atomic batch publishing (allow_atomic is false)", e.Stream)
+}
+
 func streamErr(name string, err error) error {
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fmt.Errorf("stream %s: %w: create it with `cdcrelay stream ensure --stream %s --subjects ...` or run with --ensure-stream", name, ErrStreamNotFound, name)
@@ -33,13 +44,21 @@ func streamErr(name string, err error) error {
 // exist or cannot be read, and a *BatchingDisabledError when it does not
 // allow batched publishing.
 func CheckStream(ctx context.Context, js jetstream.JetStream, name string) error {
-	_, err := readStream(ctx, js, name)
+	_, err := readStream(ctx, js, name, false)
+	return err
+}
+
+// CheckAtomicStream is CheckStream for Config.AtomicTransactions: it also
+// returns an *AtomicDisabledError when the stream does not allow atomic
+// batch publishing.
+func CheckAtomicStream(ctx context.Context, js jetstream.JetStream, name string) error {
+	_, err := readStream(ctx, js, name, true)
 	return err
 }
 
 // readStream reads the subjects a stream captures and checks that it
-// allows batched publishing.
-func readStream(ctx context.Context, js jetstream.JetStream, name string) (subjectFilter, error) {
+// allows batched publishing (and atomic batches, when atomic is set).
+func readStream(ctx context.Context, js jetstream.JetStream, name string, atomic bool) (subjectFilter, error) {
 	s, err := js.Stream(ctx, name)
 	if err != nil {
 		return nil, streamErr(name, err)
@@ -47,6 +66,9 @@ func readStream(ctx context.Context, js jetstream.JetStream, name string) (subje
 	cfg := s.CachedInfo().Config
 	if !cfg.AllowBatchPublish {
 		return nil, &BatchingDisabledError{Stream: name}
+	}
+	if atomic && !cfg.AllowAtomicPublish {
+		return nil, &AtomicDisabledError{Stream: name}
 	}
 	filter := subjectFilter(cfg.Subjects)
 	if len(filter) == 0 {

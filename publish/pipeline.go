@@ -58,6 +58,11 @@ type Pipeline struct {
 	// never blocks the signaller.
 	roomCh, sendCh, resolvedCh chan struct{}
 
+	// Atomic mode (see atomic.go): the ordinary sender publishes positions
+	// [sent, fastEnd), or up to the next mark when fastToMark.
+	fastEnd    uint64
+	fastToMark bool
+
 	denied         *denials
 	restoreErrHook func()
 	sub            *nats.Subscription
@@ -72,6 +77,7 @@ type Stats struct {
 	Duplicates  uint64 // acked as duplicates where JetStream says so
 	DeadLetters uint64
 	Recoveries  uint64 // batches that broke and were sent again
+	NotAtomic   uint64 // transactions published the ordinary way under AtomicTransactions
 	InFlight    int
 	InFlightB   int64
 	// StalledSince is when publishing last stopped making progress on a
@@ -138,7 +144,11 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	p.restoreErrHook = p.denied.watch(p.nc)
 	ctx, p.cancel = context.WithCancel(ctx)
 	p.wg.Add(1)
-	go func() { defer p.wg.Done(); p.sender(ctx) }()
+	if p.cfg.AtomicTransactions {
+		go func() { defer p.wg.Done(); p.atomicSender(ctx) }()
+	} else {
+		go func() { defer p.wg.Done(); p.sender(ctx) }()
+	}
 	return nil
 }
 
@@ -162,7 +172,7 @@ func (p *Pipeline) Close() {
 func (p *Pipeline) readStream(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
 	defer cancel()
-	filter, err := readStream(ctx, p.js, p.cfg.Stream)
+	filter, err := readStream(ctx, p.js, p.cfg.Stream, p.cfg.AtomicTransactions)
 	if err != nil {
 		return err
 	}
@@ -192,9 +202,16 @@ func (p *Pipeline) Submit(ctx context.Context, it Item, deadline time.Time) erro
 		p.mu.Lock()
 		if p.w.fits(size) {
 			p.w.add(it)
+			if p.fastToMark && it.Event == nil {
+				p.fastEnd, p.fastToMark = p.w.added, false
+			}
 			p.mu.Unlock()
 			signal(p.sendCh)
 			return nil
+		}
+		if !p.w.blocked {
+			p.w.blocked = true
+			signal(p.sendCh)
 		}
 		p.mu.Unlock()
 		if timer == nil && !deadline.IsZero() {

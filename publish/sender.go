@@ -115,7 +115,7 @@ func (p *Pipeline) step(ctx context.Context, s *sendState) (time.Duration, error
 		}
 		p.mu.Unlock()
 		return max(p.cfg.AckTimeout-now.Sub(since), time.Millisecond), nil
-	case p.w.sent == p.w.added:
+	case p.w.sent == p.sendEnd():
 		if !b.open || b.n == 0 {
 			*b = batch{} // marks and local dead letters only: nothing to commit
 			p.mu.Unlock()
@@ -219,11 +219,21 @@ func (p *Pipeline) publish(s *sendState, pos uint64, ev *decode.Event) {
 	}
 }
 
+// sendEnd is the window position the ordinary sender stops at: everything
+// added, or in atomic mode the end of the transactions it was handed. Lock
+// held.
+func (p *Pipeline) sendEnd() uint64 {
+	if !p.cfg.AtomicTransactions || p.fastToMark {
+		return p.w.added
+	}
+	return p.fastEnd
+}
+
 // lastMessage reports whether nothing after position pos can become a
 // message yet: the rest of the window holds only marks and events already
 // known to be dead letters. Lock held.
 func (p *Pipeline) lastMessage(pos uint64) bool {
-	for next := pos + 1; next < p.w.added; next++ {
+	for next, end := pos+1, p.sendEnd(); next < end; next++ {
 		if ev := p.w.items[p.w.slot(next)].Event; ev != nil && ev.Problem == nil {
 			return false
 		}

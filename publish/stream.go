@@ -29,6 +29,9 @@ type StreamConfig struct {
 	MaxBytes        int64         // 0: DefaultMaxBytes
 	DuplicateWindow time.Duration // 0: DefaultDuplicateWindow
 	Replicas        int           // 0: 1
+	// AllowAtomic turns on atomic batch publishing (allow_atomic), which
+	// Config.AtomicTransactions needs. Off, it is left as the stream has it.
+	AllowAtomic bool
 }
 
 // EnsureStream creates the stream, or updates an existing one to the given
@@ -52,7 +55,12 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, c StreamConfig) (
 		// The relay publishes in fast-ingest batches (nats-server ≥ 2.14).
 		AllowBatchPublish: true,
 	}
-	_, err := js.Stream(ctx, c.Name)
+	s, err := js.Stream(ctx, c.Name)
+	if err == nil {
+		// Never turn off what someone else may rely on.
+		cfg.AllowAtomicPublish = s.CachedInfo().Config.AllowAtomicPublish
+	}
+	cfg.AllowAtomicPublish = cfg.AllowAtomicPublish || c.AllowAtomic
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		if _, err := js.CreateStream(ctx, cfg); err != nil {

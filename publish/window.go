@@ -52,6 +52,9 @@ type window struct {
 
 	added, sent, resolved, taken, released uint64
 	bytes                                  int64
+	// blocked: a Submit waits for room. Atomic mode reads it to tell a
+	// transaction larger than the window from one still arriving.
+	blocked bool
 }
 
 func newWindow(maxCount int, maxBytes int64) *window {
@@ -80,6 +83,7 @@ func (w *window) add(it Item) {
 	i := w.slot(w.added)
 	w.items[i] = it
 	w.added++
+	w.blocked = false
 	w.bytes += it.size()
 }
 

@@ -1,0 +1,338 @@
+package publish
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cdcrelay/cdcrelay/internal/backoff"
+)
+
+// Atomic batch publishing (ADR-50, nats-server ≥ 2.12, Nats-Msg-Id inside
+// atomic batches from 2.12.1; stream option allow_atomic), as nats-server's
+// stream.go (processJetStreamBatchMsg) implements it. Every message carries
+// Nats-Batch-Id and Nats-Batch-Sequence; the last also Nats-Batch-Commit: 1.
+// The server stages the messages and, on the commit, checks them all and
+// stores all of them or none: a gap in the sequence (a message lost on the
+// way, a server restart) fails the commit as incomplete, a refused message
+// fails the whole batch, and so does a Nats-Msg-Id the stream has already
+// stored (10201): inside an atomic batch a duplicate is an error, not a skip.
+//
+// Under Config.AtomicTransactions the window is cut at transaction ends
+// (marks). A batch holds whole transactions, at most AtomicMaxBatch events;
+// one batch is open at a time and the next is sent only when the last one's
+// outcome is known, so batches are stored in window order, and a batch whose
+// outcome is unknown (no answer in time) is sent again, under a new batch id,
+// before anything after it.
+//
+// A batch sent again may have been stored already (its commit landed but
+// the answer was lost, or the relay restarted and the slot sends its events
+// again). Its commit then fails with 10201, and, because every batch was all
+// or nothing, the stored part is a run of whole transactions at its start.
+// A batch of several transactions that fails so is sent again one
+// transaction per batch; a lone transaction that fails so goes the ordinary
+// way (a fast batch), which skips what is stored: under atomic publishing
+// that is all of it, so nothing is stored twice, and every retry makes
+// progress (no loop).
+//
+// The ordinary way also takes a transaction that cannot be atomic: larger
+// than AtomicMaxBatch or the window, or holding an event that is
+// dead-lettered. Such transactions are counted (Counters.NotAtomic) and
+// reported (Config.OnNotAtomic).
+const (
+	hdrBatchID     = "Nats-Batch-Id"
+	hdrBatchSeq    = "Nats-Batch-Sequence"
+	hdrBatchCommit = "Nats-Batch-Commit"
+
+	codeAtomicDuplicate = 10201 // JSAtomicPublishContainsDuplicateMessageErr
+	codeAtomicTooLarge  = 10199 // JSAtomicPublishTooLargeBatchErrF
+)
+
+// atomicState is what the atomic sender keeps between steps.
+type atomicState struct {
+	// splitEnd: up to this window position, batches hold one transaction
+	// (a batch of several failed on something one of them holds).
+	splitEnd uint64
+	batchIDs string // unique prefix of batch ids
+}
+
+// group is the run of the window the next atomic batch covers.
+type group struct {
+	end    uint64 // window position after the group's last mark
+	events int
+	txs    int
+}
+
+// atomicSender is the pipeline's goroutine under AtomicTransactions.
+func (p *Pipeline) atomicSender(ctx context.Context) {
+	s := &sendState{
+		retry: backoff.Backoff{Base: p.cfg.MinBackoff, Limit: p.cfg.MaxBackoff},
+		hdr:   make(nats.Header, 8),
+		id:    make([]string, 1),
+	}
+	a := &atomicState{batchIDs: strings.TrimPrefix(p.inbox, nats.InboxPrefix)}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for ctx.Err() == nil {
+		wait, err := p.atomicStep(ctx, s, a)
+		if err != nil {
+			p.report(err)
+			if !backoff.Sleep(ctx, s.retry.Next()) {
+				return
+			}
+			continue
+		}
+		if wait < 0 {
+			continue
+		}
+		timer.Reset(wait)
+		select {
+		case <-p.sendCh:
+		case <-p.denied.ch:
+			p.mu.Lock()
+			p.checkDenied()
+			p.mu.Unlock()
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// fastActive reports whether the ordinary sender has work handed to it.
+// Lock held.
+func (p *Pipeline) fastActive() bool {
+	return p.b.open || p.fastToMark || p.w.sent < p.fastEnd
+}
+
+// atomicStep sends the next atomic batch, or lets the ordinary sender take
+// a step on a transaction handed to it.
+func (p *Pipeline) atomicStep(ctx context.Context, s *sendState, a *atomicState) (time.Duration, error) {
+	p.mu.Lock()
+	if p.fastActive() {
+		p.mu.Unlock()
+		wait, err := p.step(ctx, s)
+		p.mu.Lock()
+		if err == nil && wait > 0 && !p.fastActive() {
+			wait = -1 // its transactions are done: back to atomic batches
+		}
+		p.mu.Unlock()
+		return wait, err
+	}
+	g, ordinary, reason := p.plan(a)
+	switch {
+	case ordinary:
+		p.handOver(g, reason, true)
+		p.mu.Unlock()
+		return -1, nil
+	case g.end == p.w.sent:
+		p.mu.Unlock()
+		return time.Hour, nil // wait for a transaction's end (Submit signals)
+	case g.events == 0:
+		// Marks only: nothing to send.
+		p.resolveAtomic(g.end, time.Time{})
+		p.mu.Unlock()
+		return -1, nil
+	}
+	start := p.w.sent
+	p.mu.Unlock()
+
+	err := p.sendAtomic(ctx, s, a, start, g)
+	switch {
+	case err == nil:
+		s.retry.Reset()
+		return -1, nil
+	case !refusedForGood(err):
+		return 0, fmt.Errorf("atomic batch of %d transactions (%d events): %w", g.txs, g.events, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stats.Recoveries++
+	p.count(func(c *Counters) { c.Recoveries.Add(1) })
+	switch {
+	case g.txs > 1:
+		// What one transaction holds fails them all: one at a time.
+		a.splitEnd = g.end
+	case isDuplicate(err):
+		// Stored already (all of it, unless it was once published the
+		// ordinary way): the ordinary way skips what is stored.
+		p.handOver(g, "", false)
+	default:
+		p.handOver(g, fmt.Sprintf("the server refused it as an atomic batch: %v", err), true)
+	}
+	return -1, nil
+}
+
+// refusedForGood reports whether an atomic batch failed on something it
+// holds, so that sending it again as it is would fail again.
+func refusedForGood(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == codeAtomicDuplicate || apiErr.ErrorCode == codeAtomicTooLarge || permanentAckErr(apiErr)
+	}
+	return permanentSendErr(err)
+}
+
+func isDuplicate(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == codeAtomicDuplicate
+}
+
+// plan cuts the next group from the window at sent: whole transactions, at
+// most AtomicMaxBatch events, one transaction while splitting. ordinary says
+// the first transaction must go the ordinary way, and why; g.end == sent
+// that nothing can be sent yet. Lock held.
+func (p *Pipeline) plan(a *atomicState) (g group, ordinary bool, reason string) {
+	g.end = p.w.sent
+	events, bad := 0, ""
+	for pos := p.w.sent; pos < p.w.added; pos++ {
+		it := &p.w.items[p.w.slot(pos)]
+		if it.Event == nil { // a transaction's end (or a heartbeat)
+			if g.txs == 0 && bad != "" {
+				return group{end: pos + 1, events: events, txs: 1}, true, bad
+			}
+			if bad != "" {
+				return g, false, "" // send what precedes it first
+			}
+			g.end, g.events = pos+1, g.events+events
+			if events > 0 {
+				g.txs++
+			}
+			events = 0
+			if g.txs > 0 && pos+1 <= a.splitEnd {
+				return g, false, ""
+			}
+			continue
+		}
+		events++
+		if ev := it.Event; bad == "" && (ev.Problem != nil || !p.filter.matches(ev.Subject)) {
+			bad = "it holds an event that cannot be published"
+		}
+		if g.events+events > p.cfg.AtomicMaxBatch {
+			if g.txs > 0 {
+				return g, false, ""
+			}
+			return group{end: 0, events: events}, true, fmt.Sprintf("it has more than %d events, the most in one atomic batch", p.cfg.AtomicMaxBatch)
+		}
+	}
+	switch {
+	case g.txs == 0 && events > 0 && bad != "":
+		return group{events: events}, true, bad
+	case g.txs == 0 && events > 0 && p.w.blocked && p.w.released == p.w.sent:
+		// It fills the window alone: its end can never come in.
+		return group{events: events}, true, "it is larger than the in-flight window"
+	}
+	return g, false, ""
+}
+
+// handOver gives the transaction at sent to the ordinary sender, up to g.end
+// or, when zero, up to its mark; notAtomic counts and reports it. Lock held.
+func (p *Pipeline) handOver(g group, reason string, notAtomic bool) {
+	p.fastEnd = g.end
+	if g.end == 0 {
+		p.fastToMark = true
+		for pos := p.w.sent; pos < p.w.added; pos++ {
+			if p.w.items[p.w.slot(pos)].Event == nil {
+				p.fastEnd, p.fastToMark = pos+1, false
+				break
+			}
+		}
+	}
+	if !notAtomic {
+		return
+	}
+	p.count(func(c *Counters) { c.NotAtomic.Add(1) })
+	p.stats.NotAtomic++
+	if p.cfg.OnNotAtomic != nil {
+		p.cfg.OnNotAtomic(g.events, reason)
+	}
+}
+
+// sendAtomic publishes the group as one atomic batch and waits for its
+// commit's answer; nil means it is stored.
+func (p *Pipeline) sendAtomic(ctx context.Context, s *sendState, a *atomicState, start uint64, g group) error {
+	p.mu.Lock()
+	p.batches++
+	id := a.batchIDs + strconv.FormatUint(p.batches, 36)
+	p.mu.Unlock()
+	seq, sentAt := 0, time.Now()
+	for pos := start; pos < g.end; pos++ {
+		p.mu.Lock()
+		ev := p.w.items[p.w.slot(pos)].Event
+		p.mu.Unlock()
+		if ev == nil {
+			continue
+		}
+		seq++
+		h := p.header(s, ev)
+		h[hdrBatchID] = []string{id}
+		h[hdrBatchSeq] = []string{strconv.Itoa(seq)}
+		s.msg = nats.Msg{Subject: ev.Subject, Data: ev.Payload, Header: h}
+		if seq < g.events {
+			if err := p.nc.PublishMsg(&s.msg); err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+			continue
+		}
+		h[hdrBatchCommit] = []string{"1"}
+		rctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
+		reply, err := p.nc.RequestMsgWithContext(rctx, &s.msg)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		if err := commitResult(reply, g.events); err != nil {
+			return err
+		}
+	}
+	p.mu.Lock()
+	p.resolveAtomic(g.end, sentAt)
+	p.mu.Unlock()
+	return nil
+}
+
+// commitResult reads the answer to an atomic batch's commit.
+func commitResult(m *nats.Msg, events int) error {
+	var ack struct {
+		Error *jetstream.APIError `json:"error"`
+		Count int                 `json:"count"`
+	}
+	if len(m.Data) == 0 {
+		return fmt.Errorf("commit answered with status %q and no body", m.Header.Get("Status"))
+	}
+	if err := json.Unmarshal(m.Data, &ack); err != nil {
+		return fmt.Errorf("unreadable commit answer %q: %w", m.Data, err)
+	}
+	if ack.Error != nil {
+		return ack.Error
+	}
+	if ack.Count != events {
+		return fmt.Errorf("JetStream stored %d of an atomic batch of %d", ack.Count, events)
+	}
+	return nil
+}
+
+// resolveAtomic resolves every item up to end: an atomic batch is stored.
+// Lock held.
+func (p *Pipeline) resolveAtomic(end uint64, sentAt time.Time) {
+	now := time.Now()
+	for p.w.resolved < end {
+		if p.w.items[p.w.slot(p.w.resolved)].Event != nil {
+			p.stats.Published++
+			p.count(func(c *Counters) { c.Published.Add(1) })
+			if p.cfg.OnAck != nil {
+				p.cfg.OnAck(now.Sub(sentAt))
+			}
+		}
+		p.w.resolved++
+	}
+	p.w.sent = end
+	p.stats.StalledSince, p.stats.StallCause = time.Time{}, ""
+	signal(p.resolvedCh)
+}

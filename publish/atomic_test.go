@@ -1,0 +1,318 @@
+package publish_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cdcrelay/cdcrelay/decode"
+	"github.com/cdcrelay/cdcrelay/internal/testenv"
+	"github.com/cdcrelay/cdcrelay/publish"
+)
+
+// txs are transactions of events; items lays them out as the slot reader
+// submits them: each transaction's events, then its commit mark.
+type txs [][]*decode.Event
+
+func makeTxs(t testing.TB, sizes []int) txs {
+	var out txs
+	id := int64(0)
+	for _, n := range sizes {
+		tx := make([]*decode.Event, n)
+		for i := range tx {
+			id++
+			tx[i] = event(t, id, fmt.Sprintf("a.tx.%d", id%7))
+		}
+		out = append(out, tx)
+	}
+	return out
+}
+
+func (x txs) items() []publish.Item {
+	var out []publish.Item
+	for i, tx := range x {
+		for _, ev := range tx {
+			out = append(out, publish.Item{Event: ev})
+		}
+		out = append(out, publish.Item{Mark: pglogrepl.LSN(i + 1)})
+	}
+	return out
+}
+
+func (x txs) events() []*decode.Event {
+	var out []*decode.Event
+	for _, tx := range x {
+		out = append(out, tx...)
+	}
+	return out
+}
+
+// checkAtomic asserts that every transaction is in msgs entirely or not at
+// all, and that the events present are in order, once each.
+func checkAtomic(t *testing.T, msgs []testenv.Msg, x txs) (storedTxs int) {
+	t.Helper()
+	where := map[string][2]int{} // event id → transaction, global index
+	k := 0
+	for i, tx := range x {
+		for _, ev := range tx {
+			where[ev.EventIDString()] = [2]int{i, k}
+			k++
+		}
+	}
+	count := make([]int, len(x))
+	last := -1
+	for _, m := range msgs {
+		w, ok := where[m.ID]
+		if !ok {
+			t.Fatalf("unknown message %s on %s", m.ID, m.Subject)
+		}
+		if w[1] <= last {
+			t.Fatalf("event %d stored after event %d: order or duplicate broken", w[1], last)
+		}
+		last = w[1]
+		count[w[0]]++
+	}
+	for i, n := range count {
+		switch n {
+		case 0:
+		case len(x[i]):
+			storedTxs++
+		default:
+			t.Fatalf("transaction %d: %d of its %d events in the stream", i, n, len(x[i]))
+		}
+	}
+	return storedTxs
+}
+
+// atomicStream creates stream "bus" allowing batched and atomic publishing.
+func atomicStream(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	if _, err := publish.EnsureStream(context.Background(), js, publish.StreamConfig{
+		Name: "bus", Subjects: []string{"a.>", "b.>"}, AllowAtomic: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// run is one pipeline's life ("a relay process"): it submits items and
+// records the resolved ones until killed.
+type run struct {
+	pipe     *publish.Pipeline
+	cancel   context.CancelFunc
+	done     chan struct{}
+	resolved chan []publish.Item
+}
+
+func startRun(t *testing.T, nc *nats.Conn, cfg publish.Config, items []publish.Item) *run {
+	t.Helper()
+	p, err := publish.New(nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := p.Start(ctx); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	r := &run{pipe: p, cancel: cancel, done: make(chan struct{}), resolved: make(chan []publish.Item, 1)}
+	go func() {
+		for _, it := range items {
+			if p.Submit(ctx, it, time.Time{}) != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		defer close(r.done)
+		var got []publish.Item
+		defer func() { r.resolved <- got }()
+		buf := make([]publish.Item, 0, 256)
+		for {
+			items, err := p.Resolved(ctx, buf[:0])
+			got = append(got, items...)
+			if err != nil {
+				return
+			}
+			p.Release(len(items))
+		}
+	}()
+	return r
+}
+
+// kill stops the run without draining, as SIGKILL would, and returns what
+// it resolved.
+func (r *run) kill() []publish.Item {
+	r.cancel()
+	<-r.done
+	r.pipe.Close()
+	return <-r.resolved
+}
+
+// resumeFrom is where the next run starts: after the last commit mark the
+// checkpoint could confirm, as the slot would send again.
+func resumeFrom(resolved []publish.Item) int {
+	for i := len(resolved) - 1; i >= 0; i-- {
+		if resolved[i].Event == nil {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// The relay is killed (no drain) and NATS restarted at random points of a
+// run of multi-event transactions. After each fault, before the relay runs
+// again, every transaction is in the stream entirely or not at all; in the
+// end every event is there once, in commit order.
+func TestAtomicTransactionsAllOrNothingAcrossFaults(t *testing.T) {
+	ns := env.NATS(t)
+	nc, js := connect(t, ns.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectBufSize(-1))
+	atomicStream(t, js)
+	rng := rand.New(rand.NewPCG(16, uint64(time.Now().UnixNano())))
+	sizes := make([]int, 600)
+	for i := range sizes {
+		sizes[i] = 1 + rng.IntN(12)
+	}
+	x := makeTxs(t, sizes)
+	items := x.items()
+	cfg := publish.Config{Stream: "bus", AtomicTransactions: true, AtomicMaxBatch: 50, MaxInFlight: 256,
+		AckTimeout: time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
+
+	from := 0
+	for round := 0; from < len(items); round++ {
+		r := startRun(t, nc, cfg, items[from:])
+		// A random point: some items resolved, or all of them.
+		target := min(len(items)-from, 1+rng.IntN(400))
+		testenv.Eventually(t, time.Minute, func() error {
+			s := r.pipe.Stats()
+			if int(s.Published) < target/2 && !(s.Published > 0 && s.InFlight == 0) {
+				return fmt.Errorf("round %d: %d published", round, s.Published)
+			}
+			return nil
+		})
+		natsFault := round%2 == 1
+		if natsFault {
+			ns.Stop(t)
+		}
+		resolved := r.kill()
+		if natsFault {
+			ns.Start(t)
+			testenv.Eventually(t, time.Minute, func() error {
+				if !nc.IsConnected() {
+					return errors.New("waiting for the relay's connection to come back")
+				}
+				return nil
+			})
+		}
+		stored := checkAtomic(t, testenv.StreamMessages(t, ns.URL(), "bus"), x)
+		t.Logf("round %d (nats restart %v): %d resolved, %d of %d transactions stored", round, natsFault, len(resolved), stored, len(x))
+		from += resumeFrom(resolved)
+		if round > 60 {
+			t.Fatalf("no end after %d rounds", round)
+		}
+	}
+	checkMessagesAtomic(t, testenv.StreamMessages(t, ns.URL(), "bus"), x)
+}
+
+// checkMessagesAtomic asserts the stream holds every event of x once, in order.
+func checkMessagesAtomic(t *testing.T, msgs []testenv.Msg, x txs) {
+	t.Helper()
+	if stored := checkAtomic(t, msgs, x); stored != len(x) {
+		t.Fatalf("%d of %d transactions stored", stored, len(x))
+	}
+}
+
+// Transactions already stored come again, regrouped (a restart re-reads
+// the slot from the last confirmed position): they are not stored twice,
+// the run does not loop, and what follows them is stored in order.
+func TestAtomicResendOfStoredTransactions(t *testing.T) {
+	ns := env.NATS(t)
+	nc, js := connect(t, ns.URL())
+	atomicStream(t, js)
+	sizes := make([]int, 40)
+	for i := range sizes {
+		sizes[i] = 1 + i%5
+	}
+	x := makeTxs(t, sizes)
+	items := x.items()
+	cfg := publish.Config{Stream: "bus", AtomicTransactions: true, AtomicMaxBatch: 20}
+	half := len(x.items()) / 2
+	r := startRun(t, nc, cfg, items[:half])
+	waitStats(t, r.pipe, func(s publish.Stats) bool { return s.InFlight == 0 && s.Published > 0 })
+	r.kill()
+	r = startRun(t, nc, cfg, items)
+	waitStats(t, r.pipe, func(s publish.Stats) bool { return s.InFlight == 0 && int(s.Published) >= len(x.events())/2 })
+	s := r.pipe.Stats()
+	r.kill()
+	checkMessagesAtomic(t, testenv.StreamMessages(t, ns.URL(), "bus"), x)
+	t.Logf("stats of the second run: %+v", s)
+}
+
+func waitStats(t *testing.T, p *publish.Pipeline, ok func(publish.Stats) bool) {
+	t.Helper()
+	testenv.Eventually(t, time.Minute, func() error {
+		if s := p.Stats(); !ok(s) {
+			return fmt.Errorf("stats %+v", s)
+		}
+		return nil
+	})
+}
+
+// A transaction larger than an atomic batch may be, or than the window, is
+// published the ordinary way, in order, and counted.
+func TestAtomicOversizedTransactionGoesTheOrdinaryWay(t *testing.T) {
+	ns := env.NATS(t)
+	nc, js := connect(t, ns.URL())
+	atomicStream(t, js)
+	x := makeTxs(t, []int{3, 25, 2, 4, 70, 1})
+	var told atomic.Int64 // events of the transactions reported
+	counters := new(publish.Counters)
+	cfg := publish.Config{Stream: "bus", AtomicTransactions: true, AtomicMaxBatch: 10, MaxInFlight: 64,
+		Counters: counters, OnNotAtomic: func(n int, _ string) { told.Add(int64(n)) }}
+	r := startRun(t, nc, cfg, x.items())
+	waitStats(t, r.pipe, func(s publish.Stats) bool { return s.InFlight == 0 && int(s.Published) == len(x.events()) })
+	s := r.pipe.Stats()
+	r.kill()
+	checkMessagesAtomic(t, testenv.StreamMessages(t, ns.URL(), "bus"), x)
+	// Reported sizes are what the relay had seen of each: more than the
+	// limit, at most the whole transaction.
+	if s.NotAtomic != 2 || counters.NotAtomic.Load() != 2 || told.Load() <= 20 || told.Load() > 95 {
+		t.Fatalf("stats %+v, %d events reported: want 2 transactions published the ordinary way", s, told.Load())
+	}
+}
+
+// Under AtomicTransactions a stream without allow_atomic is refused with
+// an error naming the option; `stream ensure` with AllowAtomic turns it on.
+func TestAtomicStreamWithoutAllowAtomicIsRefused(t *testing.T) {
+	nc, js := connect(t, env.NATS(t).URL())
+	ctx := context.Background()
+	if _, err := publish.EnsureStream(ctx, js, publish.StreamConfig{Name: "bus", Subjects: []string{"a.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	var off *publish.AtomicDisabledError
+	if err := publish.CheckAtomicStream(ctx, js, "bus"); !errors.As(err, &off) || !strings.Contains(err.Error(), "allow_atomic") {
+		t.Fatalf("check stream: %v, want an AtomicDisabledError naming allow_atomic", err)
+	}
+	p, err := publish.New(nc, publish.Config{Stream: "bus", AtomicTransactions: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(ctx); !errors.As(err, &off) {
+		p.Close()
+		t.Fatalf("start: %v, want an AtomicDisabledError", err)
+	}
+	if _, err := publish.EnsureStream(ctx, js, publish.StreamConfig{Name: "bus", Subjects: []string{"a.>"}, AllowAtomic: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := publish.CheckAtomicStream(ctx, js, "bus"); err != nil {
+		t.Fatalf("after stream ensure: %v", err)
+	}
+}
