@@ -28,6 +28,7 @@ type collector struct {
 	cfg Config
 
 	published, duplicates, deadLettered, flipped, retries, reconnects *prometheus.Desc
+	notAtomic                                                         *prometheus.Desc
 	state, leader, streaming, ready, leaderSince                      *prometheus.Desc
 	inFlight, inFlightBytes, confirmed, lagSeconds                    *prometheus.Desc
 	heartbeatAge, heartbeatRTT, heartbeatStale                        *prometheus.Desc
@@ -50,6 +51,7 @@ func newCollector(cfg Config) *collector {
 		deadLettered: desc("events_dead_lettered_total", "Events JetStream refused for good, recorded in bus.dead_letter."),
 		flipped:      desc("events_flipped_total", "Outbox rows this process marked published_to_nats."),
 		retries:      desc("publish_retries_total", "Times publishing stopped after a failure and resent from the first unacknowledged event."),
+		notAtomic:    desc("transactions_not_atomic_total", "Transactions --atomic-transactions published the ordinary way, not as one atomic batch (larger than an atomic batch or the window, or holding a dead letter)."),
 		reconnects:   desc("reconnects_total", "Leadership terms that ended other than by shutdown, by cause (leadership_lost, postgres, nats, error); each is followed by a reconnect.", "cause"),
 		state:        desc("state", "1 for this process's leadership state (leader, standby, unhealthy), 0 for the others.", "state"),
 		leader:       desc("leader", "1 while this process holds the leader lock."),
@@ -92,7 +94,7 @@ func newCollector(cfg Config) *collector {
 // Describe sends every descriptor.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.published, c.duplicates, c.deadLettered, c.flipped, c.retries, c.reconnects,
+		c.published, c.duplicates, c.deadLettered, c.flipped, c.retries, c.reconnects, c.notAtomic,
 		c.state, c.leader, c.streaming, c.ready, c.leaderSince,
 		c.inFlight, c.inFlightBytes, c.confirmed, c.lagSeconds,
 		c.heartbeatAge, c.heartbeatRTT, c.heartbeatStale,
@@ -121,6 +123,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.duplicates, n.Duplicates.Load())
 	counter(c.deadLettered, n.DeadLetters.Load())
 	counter(c.retries, n.Recoveries.Load())
+	counter(c.notAtomic, n.NotAtomic.Load())
 	counter(c.flipped, s.Flipped)
 	counter(c.flipsGivenUp, s.FlipsGivenUp)
 	for _, cause := range relay.StallCauses() {

@@ -45,7 +45,8 @@ import (
 // The ordinary way also takes a transaction that cannot be atomic: larger
 // than AtomicMaxBatch or the window, or holding an event that is
 // dead-lettered. Such transactions are counted (Counters.NotAtomic) and
-// reported (Config.OnNotAtomic).
+// reported (Config.OnNotAtomic). Backfilled events (Item.Backfill) go the
+// ordinary way uncounted: their transactions are not known.
 const (
 	hdrBatchID     = "Nats-Batch-Id"
 	hdrBatchSeq    = "Nats-Batch-Sequence"
@@ -128,7 +129,7 @@ func (p *Pipeline) atomicStep(ctx context.Context, s *sendState, a *atomicState)
 	g, ordinary, reason := p.plan(a)
 	switch {
 	case ordinary:
-		p.handOver(g, reason, true)
+		p.handOver(g, reason, reason != "")
 		p.mu.Unlock()
 		return -1, nil
 	case g.end == p.w.sent:
@@ -190,6 +191,9 @@ func isDuplicate(err error) bool {
 // that nothing can be sent yet. Lock held.
 func (p *Pipeline) plan(a *atomicState) (g group, ordinary bool, reason string) {
 	g.end = p.w.sent
+	if backfill := p.backfillRun(); backfill > p.w.sent {
+		return group{end: backfill}, true, ""
+	}
 	events, bad := 0, ""
 	for pos := p.w.sent; pos < p.w.added; pos++ {
 		it := &p.w.items[p.w.slot(pos)]
@@ -229,6 +233,16 @@ func (p *Pipeline) plan(a *atomicState) (g group, ordinary bool, reason string) 
 		return group{events: events}, true, "it is larger than the in-flight window"
 	}
 	return g, false, ""
+}
+
+// backfillRun is the end of the run of backfilled events at sent (sent
+// itself when there is none). Lock held.
+func (p *Pipeline) backfillRun() uint64 {
+	pos := p.w.sent
+	for pos < p.w.added && p.w.items[p.w.slot(pos)].Backfill {
+		pos++
+	}
+	return pos
 }
 
 // handOver gives the transaction at sent to the ordinary sender, up to g.end

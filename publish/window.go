@@ -22,6 +22,10 @@ type Item struct {
 	// DeadLetter is set on an event JetStream (or the relay's pre-checks)
 	// refused for good: it is recorded, not retried.
 	DeadLetter error
+	// Backfill is set on an event read from the outbox table rather than
+	// the slot: its transaction is not known, so AtomicTransactions
+	// publishes it the ordinary way.
+	Backfill bool
 }
 
 func (it Item) size() int64 {

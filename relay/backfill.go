@@ -53,7 +53,7 @@ func (r *Relay) backfill(ctx context.Context, snap replication.Snapshot, pipe *p
 		if created != nil {
 			ev.CreatedAt = *created
 		}
-		if err := pipe.Submit(ctx, publish.Item{Event: ev}, time.Time{}); err != nil {
+		if err := pipe.Submit(ctx, publish.Item{Event: ev, Backfill: true}, time.Time{}); err != nil {
 			return n, fmt.Errorf("backfill: %w", err)
 		}
 		n++

@@ -177,8 +177,12 @@ func (r *Relay) prepareStream(ctx context.Context, nc *nats.Conn) error {
 	}
 	if ec := r.cfg.EnsureStream; ec != nil && len(ec.Subjects) > 0 {
 		ec.Name = r.cfg.Publish.Stream
+		ec.AllowAtomic = ec.AllowAtomic || r.cfg.Publish.AtomicTransactions
 		_, err := publish.EnsureStream(ctx, js, *ec)
 		return err
+	}
+	if r.cfg.Publish.AtomicTransactions {
+		return publish.CheckAtomicStream(ctx, js, r.cfg.Publish.Stream)
 	}
 	return publish.CheckStream(ctx, js, r.cfg.Publish.Stream)
 }

@@ -107,6 +107,10 @@ func (r *Relay) pipelineConfig() publish.Config {
 	c.OnRetry = func(err error) {
 		r.log.Warn().Err(err).Msg("NATS publish failed; resending from the first unacked event")
 	}
+	c.OnNotAtomic = func(events int, reason string) {
+		r.log.Warn().Int("events", events).Str("reason", reason).
+			Msg("transaction published the ordinary way, not as one atomic batch: consumers may see part of it before the rest")
+	}
 	return c
 }
 

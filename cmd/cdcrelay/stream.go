@@ -41,6 +41,7 @@ func streamConfigFrom(c *cli.Context) (*publish.StreamConfig, error) {
 		MaxBytes:        maxBytes,
 		DuplicateWindow: c.Duration("duplicate-window"),
 		Replicas:        c.Int("replicas"),
+		AllowAtomic:     c.Bool("atomic-transactions"),
 	}, nil
 }
 
@@ -54,6 +55,7 @@ func streamCommand() *cli.Command {
 			Flags: append([]cli.Flag{
 				natsURLFlag(),
 				&cli.StringFlag{Name: "stream", EnvVars: []string{"CDCRELAY_STREAM"}, Value: relay.DefaultStream, Usage: "stream name"},
+				&cli.BoolFlag{Name: "atomic-transactions", EnvVars: []string{"CDCRELAY_ATOMIC_TRANSACTIONS"}, Usage: "also allow atomic batch publishing (allow_atomic), which `run --atomic-transactions` needs"},
 			}, append(streamFlags(), natsSecurityFlags()...)...),
 			Action: func(c *cli.Context) error {
 				sc, err := streamConfigFrom(c)
@@ -83,9 +85,13 @@ func streamCommand() *cli.Command {
 				if created {
 					verb = "created"
 				}
-				fmt.Fprintf(c.App.Writer, "stream %s %s: subjects %s, max age %v, max bytes %d, duplicate window %v, replicas %d, batched publishing allowed\n",
+				allowed := "batched publishing allowed"
+				if sc.AllowAtomic {
+					allowed = "batched and atomic publishing allowed"
+				}
+				fmt.Fprintf(c.App.Writer, "stream %s %s: subjects %s, max age %v, max bytes %d, duplicate window %v, replicas %d, %s\n",
 					sc.Name, verb, strings.Join(sc.Subjects, ","), orDefault(sc.MaxAge, publish.DefaultMaxAge), sc.MaxBytes,
-					orDefault(sc.DuplicateWindow, publish.DefaultDuplicateWindow), max(sc.Replicas, 1))
+					orDefault(sc.DuplicateWindow, publish.DefaultDuplicateWindow), max(sc.Replicas, 1), allowed)
 				return nil
 			},
 		})},
