@@ -1,0 +1,164 @@
+package e2e_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cdcrelay/cdcrelay/internal/relaytest"
+	"github.com/cdcrelay/cdcrelay/internal/testenv"
+	"github.com/cdcrelay/cdcrelay/outbox"
+)
+
+// Under --atomic-transactions, a relay killed with SIGKILL, and NATS
+// restarted, at random points of a run of multi-event transactions: read
+// after each fault, before the relay runs again, the stream holds every
+// transaction entirely or not at all; in the end every event once, in
+// commit order.
+func TestAtomicTransactionsAcrossSIGKILLAndNATSRestart(t *testing.T) {
+	h := relaytest.New(t, env, true)
+	args := h.RunArgs("--atomic-transactions", "--ensure-stream", "--subjects", "orders.>,users.>,w.>")
+	rng := rand.New(rand.NewPCG(16, uint64(time.Now().UnixNano())))
+	const txs = 2000
+	written := make(chan int, txs) // transactions committed so far
+	writeErr := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { writeErr <- writeTransactions(ctx, h, txs, written) }()
+	committed := func() int { return len(written) }
+
+	p := startProc(t, "relay-0", args)
+	for round := 1; round <= 6; round++ {
+		at := round * txs / 8
+		at += rng.IntN(txs / 16)
+		testenv.Eventually(t, 2*time.Minute, func() error {
+			if n := committed(); n < at {
+				return fmt.Errorf("%d transactions written, waiting for %d", n, at)
+			}
+			return nil
+		})
+		natsFault := round%2 == 0
+		if natsFault {
+			h.NATS.Stop(t)
+		}
+		p.kill()
+		if natsFault {
+			h.NATS.Start(t)
+		}
+		stored := checkWholeTransactions(t, h)
+		t.Logf("round %d (nats restart %v): %d of %d written transactions in the stream", round, natsFault, stored, committed())
+		p = startProc(t, fmt.Sprintf("relay-%d", round), args)
+		// The next fault hits a relay that is publishing.
+		testenv.Eventually(t, 2*time.Minute, func() error {
+			if n := streamCount(t, h); n <= stored {
+				return fmt.Errorf("%d transactions in the stream, waiting for the relay to publish", n)
+			}
+			return nil
+		})
+	}
+	if err := <-writeErr; err != nil {
+		t.Fatal(err)
+	}
+	h.WaitAllDelivered(3 * time.Minute)
+	h.CheckStream()
+	if stored := checkWholeTransactions(t, h); stored != txs {
+		t.Fatalf("%d of %d transactions in the stream", stored, txs)
+	}
+	p.terminate(t, 30*time.Second)
+}
+
+// streamCount is the number of transactions in the stream, from its last
+// message's subject: they are stored whole and in order.
+func streamCount(t *testing.T, h *relaytest.Harness) int {
+	t.Helper()
+	nc, err := nats.Connect(h.NATS.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, "bus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, "w.>")
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := strconv.Atoi(strings.Split(m.Subject, ".")[1])
+	return k
+}
+
+// writeTransactions commits n transactions of 2-9 events, one after the
+// other; event i of transaction k of size s is on subject w.<k>.<s>.
+func writeTransactions(ctx context.Context, h *relaytest.Harness, n int, written chan<- int) error {
+	for k := 1; k <= n; k++ {
+		size := 2 + k%8
+		tx, err := h.Pool.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		for i := 1; i <= size; i++ {
+			if _, err := outbox.Publish(ctx, tx, fmt.Sprintf("w.%d.%d", k, size), relaytest.Payload(k, i)); err != nil {
+				_ = tx.Rollback(ctx)
+				return err
+			}
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return err
+		}
+		written <- k
+	}
+	return nil
+}
+
+// checkWholeTransactions reads the stream and fails unless every
+// transaction in it is there entirely, its events in order, and
+// transactions are in commit order. It returns how many are there.
+func checkWholeTransactions(t *testing.T, h *relaytest.Harness) int {
+	t.Helper()
+	count := map[int]int{}
+	size := map[int]int{}
+	batch := map[int]string{} // the atomic batch of a transaction's last message, to tell why it is split
+	last := 0
+	for i, m := range testenv.StreamMessages(t, h.NATS.URL(), "bus") {
+		parts := strings.Split(m.Subject, ".")
+		if len(parts) != 3 {
+			t.Fatalf("message %d: subject %s", i, m.Subject)
+		}
+		k, err1 := strconv.Atoi(parts[1])
+		s, err2 := strconv.Atoi(parts[2])
+		if err := errors.Join(err1, err2); err != nil {
+			t.Fatalf("message %d: subject %s: %v", i, m.Subject, err)
+		}
+		if k < last {
+			t.Fatalf("message %d: transaction %d after %d: not in commit order", i, k, last)
+		}
+		last = k
+		count[k]++
+		size[k] = s
+		batch[k] = fmt.Sprintf("batch %s message %s (commit %q)", m.Header.Get("Nats-Batch-Id"), m.Header.Get("Nats-Batch-Sequence"), m.Header.Get("Nats-Batch-Commit"))
+	}
+	for k, n := range count {
+		if n != size[k] {
+			t.Fatalf("transaction %d: %d of its %d events in the stream; the last is %s", k, n, size[k], batch[k])
+		}
+	}
+	return len(count)
+}
