@@ -33,7 +33,7 @@ const (
 	DefaultMaxBackoff = 5 * time.Second
 	// DefaultAtomicMaxBatch is the most events in one atomic batch under
 	// Config.AtomicTransactions: nats-server's default limit
-	// (jetstream.limits.batch.max_size raises it on the server).
+	// (jetstream { limits { batch { max_msgs } } } raises it on the server).
 	DefaultAtomicMaxBatch = 1000
 )
 
