@@ -27,7 +27,17 @@ func TestAtomicTransactionsAcrossSIGKILLAndNATSRestart(t *testing.T) {
 	h := relaytest.New(t, env, true)
 	args := h.RunArgs("--atomic-transactions", "--ensure-stream", "--subjects", "orders.>,users.>,w.>")
 	rng := rand.New(rand.NewPCG(16, uint64(time.Now().UnixNano())))
-	const txs = 2000
+	const txs = 1500
+	// A relay creates the slot first: rows written before it exists are
+	// backfilled, and the backfill cannot know their transactions.
+	p := startProc(t, "relay-0", args)
+	testenv.Eventually(t, time.Minute, func() error {
+		if !slotActive(h) {
+			return errors.New("relay not streaming yet")
+		}
+		return nil
+	})
+	p.kill()
 	written := make(chan int, txs) // transactions committed so far
 	writeErr := make(chan error, 1)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -35,16 +45,25 @@ func TestAtomicTransactionsAcrossSIGKILLAndNATSRestart(t *testing.T) {
 	go func() { writeErr <- writeTransactions(ctx, h, txs, written) }()
 	committed := func() int { return len(written) }
 
-	p := startProc(t, "relay-0", args)
+	// Each round lets a backlog build while no relay runs, starts one, and
+	// faults it at a random point of draining that backlog.
+	stored := 0
 	for round := 1; round <= 6; round++ {
-		at := round * txs / 8
-		at += rng.IntN(txs / 16)
+		at := round * txs / 7
 		testenv.Eventually(t, 2*time.Minute, func() error {
 			if n := committed(); n < at {
 				return fmt.Errorf("%d transactions written, waiting for %d", n, at)
 			}
 			return nil
 		})
+		p = startProc(t, fmt.Sprintf("relay-%d", round), args)
+		point := stored + 1 + rng.IntN(max(1, at-stored))/3
+		// Polled without pause: the backlog drains in a fraction of a second.
+		for deadline := time.Now().Add(2 * time.Minute); streamCount(t, h) < point; {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: fewer than %d transactions in the stream after 2 minutes", round, point)
+			}
+		}
 		natsFault := round%2 == 0
 		if natsFault {
 			h.NATS.Stop(t)
@@ -53,17 +72,10 @@ func TestAtomicTransactionsAcrossSIGKILLAndNATSRestart(t *testing.T) {
 		if natsFault {
 			h.NATS.Start(t)
 		}
-		stored := checkWholeTransactions(t, h)
+		stored = checkWholeTransactions(t, h)
 		t.Logf("round %d (nats restart %v): %d of %d written transactions in the stream", round, natsFault, stored, committed())
-		p = startProc(t, fmt.Sprintf("relay-%d", round), args)
-		// The next fault hits a relay that is publishing.
-		testenv.Eventually(t, 2*time.Minute, func() error {
-			if n := streamCount(t, h); n <= stored {
-				return fmt.Errorf("%d transactions in the stream, waiting for the relay to publish", n)
-			}
-			return nil
-		})
 	}
+	p = startProc(t, "relay-last", args)
 	if err := <-writeErr; err != nil {
 		t.Fatal(err)
 	}
@@ -105,20 +117,23 @@ func streamCount(t *testing.T, h *relaytest.Harness) int {
 	return k
 }
 
-// writeTransactions commits n transactions of 2-9 events, one after the
+// writeTransactions commits n transactions of 2-40 events, one after the
 // other; event i of transaction k of size s is on subject w.<k>.<s>.
 func writeTransactions(ctx context.Context, h *relaytest.Harness, n int, written chan<- int) error {
+	evs := make([]outbox.Event, 0, 40)
 	for k := 1; k <= n; k++ {
-		size := 2 + k%8
+		size := 2 + (k*7)%39
+		evs = evs[:0]
+		for i := 1; i <= size; i++ {
+			evs = append(evs, outbox.Event{Subject: fmt.Sprintf("w.%d.%d", k, size), Payload: relaytest.Payload(k, i)})
+		}
 		tx, err := h.Pool.Begin(ctx)
 		if err != nil {
 			return err
 		}
-		for i := 1; i <= size; i++ {
-			if _, err := outbox.Publish(ctx, tx, fmt.Sprintf("w.%d.%d", k, size), relaytest.Payload(k, i)); err != nil {
-				_ = tx.Rollback(ctx)
-				return err
-			}
+		if _, err := outbox.PublishBatch(ctx, tx, evs); err != nil {
+			_ = tx.Rollback(ctx)
+			return err
 		}
 		if err := tx.Commit(ctx); err != nil {
 			return err
@@ -138,19 +153,17 @@ func writeTransactions(ctx context.Context, h *relaytest.Harness, n int, written
 // middle, is a failure.
 func checkWholeTransactions(t *testing.T, h *relaytest.Harness) int {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		n, err := wholeTransactions(t, testenv.StreamMessages(t, h.NATS.URL(), "bus"))
-		var tail *partialTail
-		switch {
-		case err == nil:
-			return n
-		case errors.As(err, &tail) && time.Now().Before(deadline):
-			t.Logf("read again: %v", err)
-			continue
+	n := 0
+	var tail *partialTail
+	testenv.Eventually(t, 5*time.Second, func() error {
+		var err error
+		n, err = wholeTransactions(t, testenv.StreamMessages(t, h.NATS.URL(), "bus"))
+		if err != nil && !errors.As(err, &tail) {
+			t.Fatal(err)
 		}
-		t.Fatal(err)
-	}
+		return err
+	})
+	return n
 }
 
 // partialTail is a transaction cut short at the end of the stream.
