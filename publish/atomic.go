@@ -144,7 +144,15 @@ func (p *Pipeline) atomicStep(ctx context.Context, s *sendState, a *atomicState)
 	start := p.w.sent
 	p.mu.Unlock()
 
+	sentAt := time.Now()
 	err := p.sendAtomic(ctx, s, a, start, g)
+	if err != nil && !refusedForGood(err) {
+		// A message the relay may not publish never reaches the stream:
+		// the batch fails as incomplete however often it is sent.
+		if denied := p.deniedIn(start, g.end, sentAt); denied != nil {
+			err = denied
+		}
+	}
 	switch {
 	case err == nil:
 		s.retry.Reset()
@@ -177,7 +185,23 @@ func refusedForGood(err error) bool {
 	if errors.As(err, &apiErr) {
 		return apiErr.ErrorCode == codeAtomicDuplicate || apiErr.ErrorCode == codeAtomicTooLarge || permanentAckErr(apiErr)
 	}
-	return permanentSendErr(err)
+	var denied *PermissionError
+	return permanentSendErr(err) || errors.As(err, &denied)
+}
+
+// deniedIn returns the permission refusal, since sentAt, of an event
+// between start and end, if there is one.
+func (p *Pipeline) deniedIn(start, end uint64, sentAt time.Time) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for pos := start; pos < end; pos++ {
+		if ev := p.w.items[p.w.slot(pos)].Event; ev != nil {
+			if err := p.denied.since(ev.Subject, sentAt); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func isDuplicate(err error) bool {

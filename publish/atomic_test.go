@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cdcrelay/cdcrelay/decode"
+	"github.com/cdcrelay/cdcrelay/internal/natsserver"
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
 	"github.com/cdcrelay/cdcrelay/publish"
 )
@@ -314,5 +315,36 @@ func TestAtomicStreamWithoutAllowAtomicIsRefused(t *testing.T) {
 	}
 	if err := publish.CheckAtomicStream(ctx, js, "bus"); err != nil {
 		t.Fatalf("after stream ensure: %v", err)
+	}
+}
+
+// A transaction with an event on a subject the relay's NATS user may not
+// publish to cannot be stored atomically: it goes the ordinary way, which
+// dead-letters that event, and the transactions around it stay atomic.
+func TestAtomicPermissionDeniedGoesTheOrdinaryWay(t *testing.T) {
+	srv, err := natsserver.Start(natsserver.Options{
+		StoreDir: t.TempDir(),
+		Users: []natsserver.User{
+			{Name: "relay", Password: "relay-pw", DenyPublish: []string{"a.denied.>"}},
+			{Name: "admin", Password: "admin-pw"},
+		},
+		NoAuthUser: "admin",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	_, js := connect(t, srv.URL())
+	atomicStream(t, js)
+	nc, _ := connect(t, srv.URL(), nats.UserInfo("relay", "relay-pw"))
+	x := makeTxs(t, []int{3, 4, 2})
+	x[1][2].Subject = "a.denied.x"
+	cfg := publish.Config{Stream: "bus", AtomicTransactions: true, AckTimeout: time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
+	r := startRun(t, nc, cfg, x.items())
+	waitStats(t, r.pipe, func(s publish.Stats) bool { return s.InFlight == 0 && s.DeadLetters == 1 && s.Published == 8 })
+	r.kill()
+	msgs := testenv.StreamMessages(t, srv.URL(), "bus")
+	if len(msgs) != 8 || msgs[5].ID != x[1][3].EventIDString() {
+		t.Fatalf("stream has %d messages, want 8 with the denied event left out", len(msgs))
 	}
 }
