@@ -6,13 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/cdcrelay/cdcrelay/internal/backoff"
 )
 
 // Atomic batch publishing (ADR-50, nats-server ≥ 2.12, Nats-Msg-Id inside
@@ -69,41 +66,6 @@ type group struct {
 	end    uint64 // window position after the group's last mark
 	events int
 	txs    int
-}
-
-// atomicSender is the pipeline's goroutine under AtomicTransactions.
-func (p *Pipeline) atomicSender(ctx context.Context) {
-	s := &sendState{
-		retry: backoff.Backoff{Base: p.cfg.MinBackoff, Limit: p.cfg.MaxBackoff},
-		hdr:   make(nats.Header, 8),
-		id:    make([]string, 1),
-	}
-	a := &atomicState{batchIDs: strings.TrimPrefix(p.inbox, nats.InboxPrefix)}
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for ctx.Err() == nil {
-		wait, err := p.atomicStep(ctx, s, a)
-		if err != nil {
-			p.report(err)
-			if !backoff.Sleep(ctx, s.retry.Next()) {
-				return
-			}
-			continue
-		}
-		if wait < 0 {
-			continue
-		}
-		timer.Reset(wait)
-		select {
-		case <-p.sendCh:
-		case <-p.denied.ch:
-			p.mu.Lock()
-			p.checkDenied()
-			p.mu.Unlock()
-		case <-timer.C:
-		case <-ctx.Done():
-		}
-	}
 }
 
 // fastActive reports whether the ordinary sender has work handed to it.

@@ -15,7 +15,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cdcrelay/cdcrelay/decode"
-	"github.com/cdcrelay/cdcrelay/internal/natsserver"
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
 	"github.com/cdcrelay/cdcrelay/publish"
 )
@@ -358,18 +357,7 @@ func TestAtomicStreamWithoutAllowAtomicIsRefused(t *testing.T) {
 // publish to cannot be stored atomically: it goes the ordinary way, which
 // dead-letters that event, and the transactions around it stay atomic.
 func TestAtomicPermissionDeniedGoesTheOrdinaryWay(t *testing.T) {
-	srv, err := natsserver.Start(natsserver.Options{
-		StoreDir: t.TempDir(),
-		Users: []natsserver.User{
-			{Name: "relay", Password: "relay-pw", DenyPublish: []string{"a.denied.>"}},
-			{Name: "admin", Password: "admin-pw"},
-		},
-		NoAuthUser: "admin",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv := deniedServer(t)
 	_, js := connect(t, srv.URL())
 	atomicStream(t, js)
 	nc, _ := connect(t, srv.URL(), nats.UserInfo("relay", "relay-pw"))

@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -144,11 +145,12 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	p.restoreErrHook = p.denied.watch(p.nc)
 	ctx, p.cancel = context.WithCancel(ctx)
 	p.wg.Add(1)
+	step := p.step
 	if p.cfg.AtomicTransactions {
-		go func() { defer p.wg.Done(); p.atomicSender(ctx) }()
-	} else {
-		go func() { defer p.wg.Done(); p.sender(ctx) }()
+		a := &atomicState{batchIDs: strings.TrimPrefix(p.inbox, nats.InboxPrefix)}
+		step = func(ctx context.Context, s *sendState) (time.Duration, error) { return p.atomicStep(ctx, s, a) }
 	}
+	go func() { defer p.wg.Done(); p.sender(ctx, step) }()
 	return nil
 }
 

@@ -20,18 +20,7 @@ import (
 // ack ever comes. Each such event is dead-lettered with the reason, and the
 // events around it are published once, in order.
 func TestPublishPermissionViolationIsDeadLettered(t *testing.T) {
-	srv, err := natsserver.Start(natsserver.Options{
-		StoreDir: t.TempDir(),
-		Users: []natsserver.User{
-			{Name: "relay", Password: "relay-pw", DenyPublish: []string{"a.denied.>"}},
-			{Name: "admin", Password: "admin-pw"},
-		},
-		NoAuthUser: "admin",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv := deniedServer(t)
 	f := newFixtureOn(t, srv.URL(), []nats.Option{nats.UserInfo("relay", "relay-pw")},
 		publish.Config{AckTimeout: 2 * time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond},
 		jetstream.StreamConfig{})
@@ -69,4 +58,23 @@ func TestPublishPermissionViolationIsDeadLettered(t *testing.T) {
 	if s := f.pipe.Stats(); s.DeadLetters != uint64(len(denied)) {
 		t.Fatalf("stats %+v: want %d dead letters", s, len(denied))
 	}
+}
+
+// deniedServer is a server whose user "relay" (password relay-pw) may not
+// publish to a.denied.>; clients without credentials are its admin.
+func deniedServer(t *testing.T) *natsserver.Server {
+	t.Helper()
+	srv, err := natsserver.Start(natsserver.Options{
+		StoreDir: t.TempDir(),
+		Users: []natsserver.User{
+			{Name: "relay", Password: "relay-pw", DenyPublish: []string{"a.denied.>"}},
+			{Name: "admin", Password: "admin-pw"},
+		},
+		NoAuthUser: "admin",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	return srv
 }

@@ -19,7 +19,8 @@ import (
 // (or the batch is full), seals a batch that broke or went quiet, and when
 // a batch ends short it resolves what was stored and starts the next batch
 // at the first event that was not.
-func (p *Pipeline) sender(ctx context.Context) {
+// In atomic mode step is atomicStep, which hands transactions to step.
+func (p *Pipeline) sender(ctx context.Context, step func(context.Context, *sendState) (time.Duration, error)) {
 	s := &sendState{
 		retry: backoff.Backoff{Base: p.cfg.MinBackoff, Limit: p.cfg.MaxBackoff},
 		hdr:   make(nats.Header, 8),
@@ -28,7 +29,7 @@ func (p *Pipeline) sender(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for ctx.Err() == nil {
-		wait, err := p.step(ctx, s)
+		wait, err := step(ctx, s)
 		if err != nil {
 			p.report(err)
 			if !backoff.Sleep(ctx, s.retry.Next()) {
