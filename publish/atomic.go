@@ -51,6 +51,9 @@ const (
 
 	codeAtomicDuplicate = 10201 // JSAtomicPublishContainsDuplicateMessageErr
 	codeAtomicTooLarge  = 10199 // JSAtomicPublishTooLargeBatchErrF
+	// codeAtomicHeader is JSAtomicPublishUnsupportedHeaderBatchErr: a row
+	// written around the outbox's CHECK with Nats-Expected-Last-Msg-Id.
+	codeAtomicHeader = 10177
 )
 
 // atomicState is what the atomic sender keeps between steps.
@@ -145,7 +148,11 @@ func (p *Pipeline) atomicStep(ctx context.Context, s *sendState, a *atomicState)
 func refusedForGood(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
-		return apiErr.ErrorCode == codeAtomicDuplicate || apiErr.ErrorCode == codeAtomicTooLarge || permanentAckErr(apiErr)
+		switch apiErr.ErrorCode {
+		case codeAtomicDuplicate, codeAtomicTooLarge, codeAtomicHeader:
+			return true
+		}
+		return permanentAckErr(apiErr)
 	}
 	var denied *PermissionError
 	return permanentSendErr(err) || errors.As(err, &denied)
