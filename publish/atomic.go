@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // Atomic batch publishing (ADR-50, nats-server ≥ 2.12, Nats-Msg-Id inside
@@ -61,7 +62,6 @@ type atomicState struct {
 	// splitEnd: up to this window position, batches hold one transaction
 	// (a batch of several failed on something one of them holds).
 	splitEnd uint64
-	batchIDs string // unique prefix of batch ids
 }
 
 // group is the run of the window the next atomic batch covers.
@@ -110,7 +110,7 @@ func (p *Pipeline) atomicStep(ctx context.Context, s *sendState, a *atomicState)
 	p.mu.Unlock()
 
 	sentAt := time.Now()
-	err := p.sendAtomic(ctx, s, a, start, g)
+	err := p.sendAtomic(ctx, s, start, g)
 	if err != nil && !refusedForGood(err) {
 		// A message the relay may not publish never reaches the stream:
 		// the batch fails as incomplete however often it is sent.
@@ -263,11 +263,9 @@ func (p *Pipeline) handOver(g group, reason string, notAtomic bool) {
 
 // sendAtomic publishes the group as one atomic batch and waits for its
 // commit's answer; nil means it is stored.
-func (p *Pipeline) sendAtomic(ctx context.Context, s *sendState, a *atomicState, start uint64, g group) error {
-	p.mu.Lock()
-	p.batches++
-	id := a.batchIDs + strconv.FormatUint(p.batches, 36)
-	p.mu.Unlock()
+func (p *Pipeline) sendAtomic(ctx context.Context, s *sendState, start uint64, g group) error {
+	// Unique across publishers: the server knows batches by id alone.
+	id := nuid.Next()
 	seq, sentAt := 0, time.Now()
 	for pos := start; pos < g.end; pos++ {
 		p.mu.Lock()

@@ -22,7 +22,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -147,7 +146,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	p.wg.Add(1)
 	step := p.step
 	if p.cfg.AtomicTransactions {
-		a := &atomicState{batchIDs: strings.TrimPrefix(p.inbox, nats.InboxPrefix)}
+		a := &atomicState{}
 		step = func(ctx context.Context, s *sendState) (time.Duration, error) { return p.atomicStep(ctx, s, a) }
 	}
 	go func() { defer p.wg.Done(); p.sender(ctx, step) }()
