@@ -317,7 +317,15 @@ func TestAtomicOversizedTransactionGoesTheOrdinaryWay(t *testing.T) {
 	waitStats(t, r.pipe, func(s publish.Stats) bool { return s.InFlight == 0 && int(s.Published) == len(x.events()) })
 	s := r.pipe.Stats()
 	r.kill()
-	checkMessagesAtomic(t, testenv.StreamMessages(t, ns.URL(), "bus"), x)
+	msgs := testenv.StreamMessages(t, ns.URL(), "bus")
+	checkMessagesAtomic(t, msgs, x)
+	// The small ones went in atomic batches, the large ones not.
+	for i, m := range msgs {
+		atomic := m.Header.Get("Nats-Batch-Id") != ""
+		if large := (i >= 3 && i < 28) || (i >= 34 && i < 104); atomic == large {
+			t.Fatalf("message %d: batch headers %v, want atomic %v", i, m.Header, !large)
+		}
+	}
 	// Reported sizes are what the relay had seen of each: more than the
 	// limit, at most the whole transaction.
 	if s.NotAtomic != 2 || counters.NotAtomic.Load() != 2 || told.Load() <= 20 || told.Load() > 95 {
