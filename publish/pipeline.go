@@ -16,6 +16,10 @@
 // event id, inside the duplicate window). Hence batch k+1 can never land
 // ahead of an unstored event of batch k, and other publishers' messages in
 // between change nothing.
+//
+// Under Config.AtomicTransactions batches are JetStream atomic batches of
+// whole transactions instead (atomic.go), under the same discipline: one
+// open at a time, the next only once the last one's outcome is known.
 package publish
 
 import (
