@@ -44,7 +44,8 @@ func (s *session) startTap(ctx context.Context, tag uint32, n int64) (_ *tap, er
 			_ = c.Close(context.WithoutCancel(ctx))
 		}
 	}()
-	slot := "tap_" + s.db
+	// One slot per run: each stage run taps the session's database anew.
+	slot := fmt.Sprintf("tap_%s_%d", s.db, tag)
 	if _, err := c.CreateSlot(ctx, slot); err != nil {
 		return nil, fmt.Errorf("tap: %w", err)
 	}
