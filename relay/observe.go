@@ -3,7 +3,6 @@ package relay
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
@@ -115,7 +114,7 @@ func (r *Relay) Snapshot() Snapshot {
 		if since := st.StalledSince; !since.IsZero() && time.Since(since) >= publishStallAfter {
 			s.Stalls = append(s.Stalls, Stall{Cause: StallPublish, Since: since,
 				Detail: "publishing to NATS fails and is retried: " + st.StallCause})
-			sort.SliceStable(s.Stalls, func(i, j int) bool { return s.Stalls[i].Since.Before(s.Stalls[j].Since) })
+			oldestFirst(s.Stalls)
 		}
 	}
 	if s.Streaming && r.cfg.HeartbeatInterval > 0 {

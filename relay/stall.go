@@ -83,6 +83,10 @@ func (s *stalls) current() []Stall {
 		}
 		out = append(out, e.Stall)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Since.Before(out[j].Since) })
+	oldestFirst(out)
 	return out
+}
+
+func oldestFirst(s []Stall) {
+	sort.SliceStable(s, func(i, j int) bool { return s[i].Since.Before(s[j].Since) })
 }

@@ -56,12 +56,7 @@ func TestSlotCreationBlockedIsReportedAndRetried(t *testing.T) {
 	seq := 0
 	relaytest.WriteN(t, h, 1, 20, &seq)
 	h.WaitAllDelivered(time.Minute)
-	testenv.Eventually(t, 10*time.Second, func() error {
-		if ok, why := r.Relay.Ready(); !ok {
-			return errors.New(why)
-		}
-		return nil
-	})
+	waitReady(t, r.Relay, 10*time.Second)
 }
 
 // A published event whose row the flip never sees is confirmed all the same;
@@ -105,6 +100,16 @@ func waitNotReady(t *testing.T, r *relay.Relay, want string) {
 	})
 }
 
+func waitReady(t *testing.T, r *relay.Relay, within time.Duration) {
+	t.Helper()
+	testenv.Eventually(t, within, func() error {
+		if ok, why := r.Ready(); !ok {
+			return errors.New(why)
+		}
+		return nil
+	})
+}
+
 func waitStalled(t *testing.T, r *relay.Relay, cause string) {
 	t.Helper()
 	testenv.Eventually(t, time.Minute, func() error {
@@ -132,10 +137,5 @@ func TestPublishFailuresShowInReadiness(t *testing.T) {
 	waitStalled(t, r.Relay, relay.StallPublish)
 	h.NATS.Start(t)
 	h.WaitAllDelivered(time.Minute)
-	testenv.Eventually(t, 30*time.Second, func() error {
-		if ok, why := r.Relay.Ready(); !ok {
-			return errors.New(why)
-		}
-		return nil
-	})
+	waitReady(t, r.Relay, 30*time.Second)
 }

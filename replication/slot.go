@@ -61,23 +61,6 @@ func (c *Conn) CreateSlot(ctx context.Context, slot string) (Snapshot, error) {
 	return Snapshot{Name: string(row[2]), ConsistentPoint: lsn}, nil
 }
 
-// DropSlot drops the slot. A missing slot is not an error. If the slot is
-// active (say our own previous walsender has not exited yet) the drop waits
-// for it to be released, for as long as ctx allows; when ctx ends first the
-// Conn is closed (the server only stops waiting when the connection goes), so
-// bound ctx and call TerminateActive first if a stale backend may hold it.
-func (c *Conn) DropSlot(ctx context.Context, slot string) error {
-	const op = "drop replication slot"
-	if err := ValidateSlotName(slot); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	_, err := c.exec(ctx, op, fmt.Sprintf(`DROP_REPLICATION_SLOT "%s" WAIT`, slot))
-	if errors.Is(err, ErrSlotMissing) {
-		return nil
-	}
-	return err
-}
-
 // ValidateSlotName applies the server's rule for slot names (lower-case
 // letters, digits and underscores, at most 63 bytes), so a bad --slot fails
 // with a clear message before any command is sent. Names that pass are safe to

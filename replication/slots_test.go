@@ -151,13 +151,13 @@ func TestDropSlot(t *testing.T) {
 	ctx := testCtx(t)
 	slot := slotName()
 	c := connect(t, d.url)
-	if err := c.DropSlot(ctx, slot); err != nil {
+	if err := replication.Drop(ctx, d.pool, slot); err != nil {
 		t.Fatalf("drop a missing slot: %v", err)
 	}
 	if _, err := c.CreateSlot(ctx, slot); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.DropSlot(ctx, slot); err != nil {
+	if err := replication.Drop(ctx, d.pool, slot); err != nil {
 		t.Fatal(err)
 	}
 	s, err := replication.LookupSlot(ctx, d.pool, slot)
