@@ -15,7 +15,8 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/cdcrelay/cdcrelay/publish"
+	"github.com/cdcrelay/cdcrelay/election"
+	"github.com/cdcrelay/cdcrelay/flow"
 )
 
 // DefaultBatch is the most items flipped in one statement. Batches form by
@@ -26,7 +27,7 @@ const DefaultBatch = 4096
 // Watermark returns the last mark among items, the position that becomes
 // confirmable once all of them are flipped; ok is false when there is none
 // (the batch ends inside a transaction).
-func Watermark(items []publish.Item) (lsn pglogrepl.LSN, ok bool) {
+func Watermark(items []flow.Item) (lsn pglogrepl.LSN, ok bool) {
 	for i := len(items) - 1; i >= 0; i-- {
 		if items[i].Event == nil {
 			return items[i].Mark, true
@@ -35,9 +36,14 @@ func Watermark(items []publish.Item) (lsn pglogrepl.LSN, ok bool) {
 	return 0, false
 }
 
-// Runner runs fn on the connection that may flip: the leader's lock
-// connection, so that a deposed leader cannot flip (election.Lease.Do).
-type Runner func(ctx context.Context, fn func(ctx context.Context, conn *pgx.Conn) error) error
+// Window is where resolved items come from, in order: published and acked,
+// or dead-lettered (publish.Pipeline). Release hands back the room of the n
+// oldest items taken, once their flip has committed: until then they count
+// against the window's bounds.
+type Window interface {
+	Resolved(ctx context.Context, buf []flow.Item) ([]flow.Item, error)
+	Release(n int)
+}
 
 // Stats are running counts for metrics. Dead letters are counted where
 // they are decided, in publish.Counters.
@@ -65,8 +71,8 @@ const (
 // slot's walsender sends nothing the standbys have not flushed too, so a
 // position confirmed (and synced to a standby) never depends on a flip the
 // standby could lose in a failover.
-func Loop(ctx context.Context, p *publish.Pipeline, run Runner, pos *Position, stats *Stats, onMissing func(ids []int64)) error {
-	buf := make([]publish.Item, 0, DefaultBatch)
+func Loop(ctx context.Context, p Window, run election.Runner, pos *Position, stats *Stats, onMissing func(ids []int64)) error {
+	buf := make([]flow.Item, 0, DefaultBatch)
 	var stuck stuckFlush
 	for {
 		items, err := resolved(ctx, p, buf[:0], pos)
@@ -105,7 +111,7 @@ func Loop(ctx context.Context, p *publish.Pipeline, run Runner, pos *Position, s
 
 // resolved waits for resolved items; while a flip waits for its WAL to be
 // flushed it waits at most FlushPoll and may return none.
-func resolved(ctx context.Context, p *publish.Pipeline, buf []publish.Item, pos *Position) ([]publish.Item, error) {
+func resolved(ctx context.Context, p Window, buf []flow.Item, pos *Position) ([]flow.Item, error) {
 	if _, waiting := pos.Waiting(); !waiting {
 		return p.Resolved(ctx, buf)
 	}
@@ -148,7 +154,7 @@ func (s *stuckFlush) due(pos *Position) bool {
 // record before its own. The transaction must write WAL of its own, or its
 // commit is not flushed: a transactional logical message (which the reader
 // ignores) is the smallest write the relay's role may make.
-func forceFlush(ctx context.Context, run Runner) error {
+func forceFlush(ctx context.Context, run election.Runner) error {
 	return run(ctx, func(ctx context.Context, conn *pgx.Conn) error {
 		b := &pgx.Batch{}
 		b.Queue("BEGIN")
@@ -194,9 +200,9 @@ type FlipResult struct {
 // in the same transaction, and makes sure every row was flipped, retrying
 // those not yet visible. The runner's session may commit asynchronously:
 // FlipResult.WALEnd says how far WAL must be flushed before the flip counts.
-func Flip(ctx context.Context, run Runner, items []publish.Item) (FlipResult, error) {
+func Flip(ctx context.Context, run election.Runner, items []flow.Item) (FlipResult, error) {
 	ids := make([]int64, 0, len(items))
-	var dead []publish.Item
+	var dead []flow.Item
 	for _, it := range items {
 		if it.Event == nil {
 			continue
@@ -263,7 +269,7 @@ const walSQL = `SELECT pg_current_wal_insert_lsn()::text`
 // flipOnce records the dead letters and flips ids in one transaction, then
 // reads the WAL insert position after its commit, all in one round trip. It
 // returns how many rows the flip changed.
-func flipOnce(ctx context.Context, conn *pgx.Conn, ids []int64, dead []publish.Item, res *FlipResult) (int64, error) {
+func flipOnce(ctx context.Context, conn *pgx.Conn, ids []int64, dead []flow.Item, res *FlipResult) (int64, error) {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	for _, it := range dead {
@@ -284,7 +290,7 @@ func flipOnce(ctx context.Context, conn *pgx.Conn, ids []int64, dead []publish.I
 	return n, err
 }
 
-func readFlip(br pgx.BatchResults, dead []publish.Item, res *FlipResult) (int64, error) {
+func readFlip(br pgx.BatchResults, dead []flow.Item, res *FlipResult) (int64, error) {
 	if _, err := br.Exec(); err != nil {
 		return 0, fmt.Errorf("begin: %w", err)
 	}
@@ -306,7 +312,7 @@ func readFlip(br pgx.BatchResults, dead []publish.Item, res *FlipResult) (int64,
 	return tag.RowsAffected(), nil
 }
 
-func deadLetterArgs(it publish.Item) ([]any, error) {
+func deadLetterArgs(it flow.Item) ([]any, error) {
 	ev := it.Event
 	var headers []byte
 	if ev.Headers != nil {

@@ -11,33 +11,33 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cdcrelay/cdcrelay/checkpoint"
-	"github.com/cdcrelay/cdcrelay/decode"
+	"github.com/cdcrelay/cdcrelay/election"
+	"github.com/cdcrelay/cdcrelay/flow"
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
 	"github.com/cdcrelay/cdcrelay/migrations"
-	"github.com/cdcrelay/cdcrelay/publish"
 )
 
 var env *testenv.Env
 
 func TestMain(m *testing.M) { testenv.Run(m, &env) }
 
-func ev(id int64) publish.Item { return publish.Item{Event: &decode.Event{ID: id}} }
-func mark(l pglogrepl.LSN) publish.Item {
-	return publish.Item{Mark: l}
+func ev(id int64) flow.Item { return flow.Item{Event: &flow.Event{ID: id}} }
+func mark(l pglogrepl.LSN) flow.Item {
+	return flow.Item{Mark: l}
 }
 
 func TestWatermarkIsTheLastCompleteTransaction(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		items []publish.Item
+		items []flow.Item
 		want  pglogrepl.LSN
 		ok    bool
 	}{
 		{"empty", nil, 0, false},
-		{"inside the first transaction", []publish.Item{ev(1), ev(2)}, 0, false},
-		{"one complete", []publish.Item{ev(1), mark(100)}, 100, true},
-		{"complete then partial", []publish.Item{ev(1), mark(100), ev(2), mark(200), ev(3)}, 200, true},
-		{"marks only (heartbeats, empty transactions)", []publish.Item{mark(100), mark(150)}, 150, true},
+		{"inside the first transaction", []flow.Item{ev(1), ev(2)}, 0, false},
+		{"one complete", []flow.Item{ev(1), mark(100)}, 100, true},
+		{"complete then partial", []flow.Item{ev(1), mark(100), ev(2), mark(200), ev(3)}, 200, true},
+		{"marks only (heartbeats, empty transactions)", []flow.Item{mark(100), mark(150)}, 150, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, ok := checkpoint.Watermark(tc.items)
@@ -48,7 +48,7 @@ func TestWatermarkIsTheLastCompleteTransaction(t *testing.T) {
 	}
 }
 
-func setup(t *testing.T) (*pgxpool.Pool, checkpoint.Runner) {
+func setup(t *testing.T) (*pgxpool.Pool, election.Runner) {
 	t.Helper()
 	url := env.DB(t)
 	ctx := context.Background()
@@ -64,9 +64,9 @@ func setup(t *testing.T) (*pgxpool.Pool, checkpoint.Runner) {
 	return testenv.Pool(t, url), run
 }
 
-func insert(t *testing.T, pool *pgxpool.Pool, subject string) *decode.Event {
+func insert(t *testing.T, pool *pgxpool.Pool, subject string) *flow.Event {
 	t.Helper()
-	e := &decode.Event{Subject: subject, Payload: []byte("p"), Headers: map[string][]string{"K": {"v"}}}
+	e := &flow.Event{Subject: subject, Payload: []byte("p"), Headers: map[string][]string{"K": {"v"}}}
 	var id uuid.UUID
 	if err := pool.QueryRow(context.Background(), `INSERT INTO bus.outbox (subject, payload, headers) VALUES ($1, $2, '{"K":"v"}') RETURNING id, event_id`,
 		subject, e.Payload).Scan(&e.ID, &id); err != nil {
@@ -79,7 +79,7 @@ func insert(t *testing.T, pool *pgxpool.Pool, subject string) *decode.Event {
 func TestFlipMarksRowsAndRecordsDeadLetters(t *testing.T) {
 	pool, run := setup(t)
 	a, b, c := insert(t, pool, "a.x"), insert(t, pool, "a.y"), insert(t, pool, "a.z")
-	items := []publish.Item{{Event: a}, {Event: b, DeadLetter: errors.New("no stream captures subject")}, mark(10), {Event: c}}
+	items := []flow.Item{{Event: a}, {Event: b, DeadLetter: errors.New("no stream captures subject")}, mark(10), {Event: c}}
 	res, err := checkpoint.Flip(context.Background(), run, items)
 	if err != nil || len(res.Missing) > 0 {
 		t.Fatalf("flip: %v, missing %v", err, res.Missing)
@@ -117,7 +117,7 @@ func TestFlipWaitsForRowsToBecomeVisible(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &decode.Event{Subject: "a.late", Payload: []byte("p")}
+	e := &flow.Event{Subject: "a.late", Payload: []byte("p")}
 	if err := tx.QueryRow(ctx, `INSERT INTO bus.outbox (subject, payload) VALUES ('a.late', 'p') RETURNING id`).Scan(&e.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestFlipWaitsForRowsToBecomeVisible(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		res, err := checkpoint.Flip(ctx, counted, []publish.Item{{Event: e}})
+		res, err := checkpoint.Flip(ctx, counted, []flow.Item{{Event: e}})
 		if err == nil && len(res.Missing) > 0 {
 			err = errors.New("gave up on a row that became visible")
 		}

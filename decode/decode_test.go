@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+
+	"github.com/cdcrelay/cdcrelay/flow"
 )
 
 var commitTime = time.Date(2026, 11, 24, 10, 9, 1, 500000000, time.UTC)
@@ -30,8 +32,8 @@ func inTx(tb testing.TB, cols []col) *Decoder {
 	return d
 }
 
-func wantEvent() *Event {
-	return &Event{
+func wantEvent() *flow.Event {
+	return &flow.Event{
 		ID:        testRow.id,
 		EventID:   testRow.eventID,
 		Subject:   testRow.subject,
@@ -42,7 +44,7 @@ func wantEvent() *Event {
 	}
 }
 
-func checkEvent(t *testing.T, got, want *Event) {
+func checkEvent(t *testing.T, got, want *flow.Event) {
 	t.Helper()
 	if got == nil {
 		t.Fatal("no event")

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+
+	"github.com/cdcrelay/cdcrelay/flow"
 )
 
 // Table names the outbox table whose inserts become events. Empty fields
@@ -69,7 +71,7 @@ type Message struct {
 	EndLSN    pglogrepl.LSN
 
 	// Insert into the outbox.
-	Event *Event
+	Event *flow.Event
 
 	// Message from pg_logical_emit_message (needs the 'messages' option).
 	// A non-transactional message arrives outside any Begin/Commit.

@@ -3,6 +3,8 @@ package decode
 import (
 	"errors"
 	"fmt"
+
+	"github.com/cdcrelay/cdcrelay/flow"
 )
 
 // value is one tuple column as sent, aliasing the message.
@@ -72,7 +74,7 @@ func (d *Decoder) insert(c *cursor) (Message, error) {
 
 // event builds an owned Event from the outbox columns of one insert. The
 // subject, payload and header strings share one allocation.
-func (d *Decoder) event(v *[numFields]value) (*Event, error) {
+func (d *Decoder) event(v *[numFields]value) (*flow.Event, error) {
 	for f := fieldID; f < numFields; f++ {
 		switch col := columnOf(f); {
 		case !col.required:
@@ -82,7 +84,7 @@ func (d *Decoder) event(v *[numFields]value) (*Event, error) {
 			return nil, fmt.Errorf("column %q is an unchanged TOAST value, which an insert cannot carry", col.name)
 		}
 	}
-	ev := &Event{}
+	ev := &flow.Event{}
 	var err error
 	if ev.ID, err = intValue(v[fieldID].typ, v[fieldID].format, v[fieldID].data); err != nil {
 		return nil, fmt.Errorf("column \"id\": %w", err)

@@ -107,6 +107,10 @@ func (l *Lease) fail(cause error) {
 	closeConn(l.conn, l.e.t)
 }
 
+// Runner runs fn on a connection that may write on the leader's behalf:
+// Lease.Do, so that a deposed leader cannot flip, prune or record anything.
+type Runner func(ctx context.Context, fn func(ctx context.Context, conn *pgx.Conn) error) error
+
 // Do runs fn on the lock connection, serialised with the verifier and
 // other Do calls. Statements fn runs can only take effect while this
 // session holds the lock (the server releases it only when the session

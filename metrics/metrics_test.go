@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/rs/zerolog"
 
-	"github.com/cdcrelay/cdcrelay/checkpoint"
+	"github.com/cdcrelay/cdcrelay/election"
 	"github.com/cdcrelay/cdcrelay/health"
 	"github.com/cdcrelay/cdcrelay/internal/relaytest"
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
@@ -120,7 +120,7 @@ func TestMetricsMoveAsEventsFlow(t *testing.T) {
 	}
 	h.Cfg.Publish.OnAck = ack.Observe
 	backlog := metrics.NewBacklog(h.Pool, metrics.BacklogConfig{Interval: 100 * time.Millisecond}, zerolog.Nop())
-	h.Cfg.WhileLeading = append(h.Cfg.WhileLeading, func(ctx context.Context, _ checkpoint.Runner) error {
+	h.Cfg.WhileLeading = append(h.Cfg.WhileLeading, func(ctx context.Context, _ election.Runner) error {
 		return backlog.Run(ctx)
 	})
 	r := h.Start()

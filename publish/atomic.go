@@ -43,7 +43,7 @@ import (
 // The ordinary way also takes a transaction that cannot be atomic: larger
 // than AtomicMaxBatch or the window, or holding an event that is
 // dead-lettered. Such transactions are counted (Counters.NotAtomic) and
-// reported (Config.OnNotAtomic). Backfilled events (Item.Backfill) go the
+// reported (Config.OnNotAtomic). Backfilled events (flow.Item.Backfill) go the
 // ordinary way uncounted: their transactions are not known.
 const (
 	hdrBatchID     = "Nats-Batch-Id"

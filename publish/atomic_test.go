@@ -14,20 +14,20 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/cdcrelay/cdcrelay/decode"
+	"github.com/cdcrelay/cdcrelay/flow"
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
 	"github.com/cdcrelay/cdcrelay/publish"
 )
 
 // txs are transactions of events; items lays them out as the slot reader
 // submits them: each transaction's events, then its commit mark.
-type txs [][]*decode.Event
+type txs [][]*flow.Event
 
 func makeTxs(t testing.TB, sizes []int) txs {
 	var out txs
 	id := int64(0)
 	for _, n := range sizes {
-		tx := make([]*decode.Event, n)
+		tx := make([]*flow.Event, n)
 		for i := range tx {
 			id++
 			tx[i] = event(t, id, fmt.Sprintf("a.tx.%d", id%7))
@@ -37,19 +37,19 @@ func makeTxs(t testing.TB, sizes []int) txs {
 	return out
 }
 
-func (x txs) items() []publish.Item {
-	var out []publish.Item
+func (x txs) items() []flow.Item {
+	var out []flow.Item
 	for i, tx := range x {
 		for _, ev := range tx {
-			out = append(out, publish.Item{Event: ev})
+			out = append(out, flow.Item{Event: ev})
 		}
-		out = append(out, publish.Item{Mark: pglogrepl.LSN(i + 1)})
+		out = append(out, flow.Item{Mark: pglogrepl.LSN(i + 1)})
 	}
 	return out
 }
 
-func (x txs) events() []*decode.Event {
-	var out []*decode.Event
+func (x txs) events() []*flow.Event {
+	var out []*flow.Event
 	for _, tx := range x {
 		out = append(out, tx...)
 	}
@@ -145,10 +145,10 @@ type run struct {
 	pipe     *publish.Pipeline
 	cancel   context.CancelFunc
 	done     chan struct{}
-	resolved chan []publish.Item
+	resolved chan []flow.Item
 }
 
-func startRun(t *testing.T, nc *nats.Conn, cfg publish.Config, items []publish.Item) *run {
+func startRun(t *testing.T, nc *nats.Conn, cfg publish.Config, items []flow.Item) *run {
 	t.Helper()
 	p, err := publish.New(nc, cfg)
 	if err != nil {
@@ -159,7 +159,7 @@ func startRun(t *testing.T, nc *nats.Conn, cfg publish.Config, items []publish.I
 		cancel()
 		t.Fatal(err)
 	}
-	r := &run{pipe: p, cancel: cancel, done: make(chan struct{}), resolved: make(chan []publish.Item, 1)}
+	r := &run{pipe: p, cancel: cancel, done: make(chan struct{}), resolved: make(chan []flow.Item, 1)}
 	go func() {
 		for _, it := range items {
 			if p.Submit(ctx, it, time.Time{}) != nil {
@@ -169,9 +169,9 @@ func startRun(t *testing.T, nc *nats.Conn, cfg publish.Config, items []publish.I
 	}()
 	go func() {
 		defer close(r.done)
-		var got []publish.Item
+		var got []flow.Item
 		defer func() { r.resolved <- got }()
-		buf := make([]publish.Item, 0, 256)
+		buf := make([]flow.Item, 0, 256)
 		for {
 			items, err := p.Resolved(ctx, buf[:0])
 			got = append(got, items...)
@@ -186,7 +186,7 @@ func startRun(t *testing.T, nc *nats.Conn, cfg publish.Config, items []publish.I
 
 // kill stops the run without draining, as SIGKILL would, and returns what
 // it resolved.
-func (r *run) kill() []publish.Item {
+func (r *run) kill() []flow.Item {
 	r.cancel()
 	<-r.done
 	r.pipe.Close()
@@ -195,7 +195,7 @@ func (r *run) kill() []publish.Item {
 
 // resumeFrom is where the next run starts: after the last commit mark the
 // checkpoint could confirm, as the slot would send again.
-func resumeFrom(resolved []publish.Item) int {
+func resumeFrom(resolved []flow.Item) int {
 	for i := len(resolved) - 1; i >= 0; i-- {
 		if resolved[i].Event == nil {
 			return i + 1

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/cdcrelay/cdcrelay/flow"
 	"github.com/cdcrelay/cdcrelay/internal/natsserver"
 	"github.com/cdcrelay/cdcrelay/publish"
 )
@@ -59,7 +60,7 @@ func benchmarkPipeline(b *testing.B, maxBatch int) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		buf := make([]publish.Item, 0, 4096)
+		buf := make([]flow.Item, 0, 4096)
 		for n := 0; n < len(evs); {
 			items, err := p.Resolved(ctx, buf[:0])
 			if err != nil {
@@ -73,7 +74,7 @@ func benchmarkPipeline(b *testing.B, maxBatch int) {
 	b.ResetTimer()
 	cpu0, srv0 := cpuTime(), serverCPU(b)
 	for _, ev := range evs {
-		if err := p.Submit(ctx, publish.Item{Event: ev}, time.Time{}); err != nil {
+		if err := p.Submit(ctx, flow.Item{Event: ev}, time.Time{}); err != nil {
 			b.Fatal(err)
 		}
 	}

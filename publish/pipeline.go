@@ -31,6 +31,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cdcrelay/cdcrelay/flow"
 )
 
 // Header names the relay sets when Config.DiagnosticHeaders is on.
@@ -200,8 +202,8 @@ func (p *Pipeline) hear(m *nats.Msg) {
 
 // Submit adds an item to the window, waiting for room until deadline (zero:
 // no deadline) or ctx ends. Items are published in the order submitted.
-func (p *Pipeline) Submit(ctx context.Context, it Item, deadline time.Time) error {
-	size := it.size()
+func (p *Pipeline) Submit(ctx context.Context, it flow.Item, deadline time.Time) error {
+	size := it.Size()
 	var timer <-chan time.Time
 	for {
 		p.mu.Lock()
@@ -237,7 +239,7 @@ func (p *Pipeline) Submit(ctx context.Context, it Item, deadline time.Time) erro
 // Resolved waits until at least one item is resolved (stored or
 // dead-lettered) and not yet taken, then appends resolved items in order to
 // buf, up to its capacity. The caller flips them and then calls Release.
-func (p *Pipeline) Resolved(ctx context.Context, buf []Item) ([]Item, error) {
+func (p *Pipeline) Resolved(ctx context.Context, buf []flow.Item) ([]flow.Item, error) {
 	for {
 		p.mu.Lock()
 		buf = p.w.take(buf)

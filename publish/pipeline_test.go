@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/cdcrelay/cdcrelay/decode"
+	"github.com/cdcrelay/cdcrelay/flow"
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
 	"github.com/cdcrelay/cdcrelay/publish"
 )
@@ -34,7 +34,7 @@ type fixture struct {
 	pipe *publish.Pipeline
 
 	mu       sync.Mutex
-	resolved []publish.Item
+	resolved []flow.Item
 	retries  []string // OnRetry's causes, newest last
 	wg       sync.WaitGroup
 	cancel   context.CancelFunc
@@ -84,7 +84,7 @@ func (f *fixture) start() {
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
-		buf := make([]publish.Item, 0, 512)
+		buf := make([]flow.Item, 0, 512)
 		for {
 			items, err := f.pipe.Resolved(ctx, buf[:0])
 			if err != nil {
@@ -118,10 +118,10 @@ func (f *fixture) lastRetries(n int) []string {
 	return append([]string(nil), f.retries[max(0, len(f.retries)-n):]...)
 }
 
-func (f *fixture) resolvedItems() []publish.Item {
+func (f *fixture) resolvedItems() []flow.Item {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]publish.Item(nil), f.resolved...)
+	return append([]flow.Item(nil), f.resolved...)
 }
 
 // connect connects to url, closing the connection when the test ends.
@@ -140,24 +140,24 @@ func connect(tb testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstr
 }
 
 // events are n events numbered from 1, on subject(i).
-func events(tb testing.TB, n int, subject func(i int) string) []*decode.Event {
-	evs := make([]*decode.Event, n)
+func events(tb testing.TB, n int, subject func(i int) string) []*flow.Event {
+	evs := make([]*flow.Event, n)
 	for i := range evs {
 		evs[i] = event(tb, int64(i+1), subject(i))
 	}
 	return evs
 }
 
-func event(t testing.TB, id int64, subject string) *decode.Event {
+func event(t testing.TB, id int64, subject string) *flow.Event {
 	u, err := uuid.NewV7()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &decode.Event{ID: id, EventID: u, Subject: subject, Payload: []byte(fmt.Sprintf("payload-%d", id)),
+	return &flow.Event{ID: id, EventID: u, Subject: subject, Payload: []byte(fmt.Sprintf("payload-%d", id)),
 		Headers: map[string][]string{"Trace": {fmt.Sprint(id)}}}
 }
 
-func submitAll(t testing.TB, p *publish.Pipeline, evs []*decode.Event) {
+func submitAll(t testing.TB, p *publish.Pipeline, evs []*flow.Event) {
 	t.Helper()
 	if err := submit(p, evs); err != nil {
 		t.Fatal(err)
@@ -165,11 +165,11 @@ func submitAll(t testing.TB, p *publish.Pipeline, evs []*decode.Event) {
 }
 
 // submit is submitAll for goroutines other than the test's.
-func submit(p *publish.Pipeline, evs []*decode.Event) error {
+func submit(p *publish.Pipeline, evs []*flow.Event) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for _, ev := range evs {
-		if err := p.Submit(ctx, publish.Item{Event: ev}, time.Time{}); err != nil {
+		if err := p.Submit(ctx, flow.Item{Event: ev}, time.Time{}); err != nil {
 			return fmt.Errorf("submit %d: %w", ev.ID, err)
 		}
 	}
@@ -187,13 +187,13 @@ func waitResolved(t *testing.T, f *fixture, n int) {
 }
 
 // checkStream asserts the stream holds exactly want, in order, once each.
-func checkStream(t *testing.T, url string, want []*decode.Event) {
+func checkStream(t *testing.T, url string, want []*flow.Event) {
 	t.Helper()
 	checkMessages(t, testenv.StreamMessages(t, url, "bus"), want)
 }
 
 // checkMessages asserts msgs are exactly want, in order, once each.
-func checkMessages(t *testing.T, msgs []testenv.Msg, want []*decode.Event) {
+func checkMessages(t *testing.T, msgs []testenv.Msg, want []*flow.Event) {
 	t.Helper()
 	if len(msgs) != len(want) {
 		t.Fatalf("stream has %d messages, want %d", len(msgs), len(want))
@@ -232,9 +232,9 @@ func TestDiagnosticHeadersAreOptIn(t *testing.T) {
 			f := newFixture(t, publish.Config{DiagnosticHeaders: diag}, jetstream.StreamConfig{})
 			ev := event(t, 7, "a.x")
 			ev.CommitLSN = 0x16B3748
-			submitAll(t, f.pipe, []*decode.Event{ev})
+			submitAll(t, f.pipe, []*flow.Event{ev})
 			waitResolved(t, f, 1)
-			checkStream(t, f.url, []*decode.Event{ev})
+			checkStream(t, f.url, []*flow.Event{ev})
 			h := testenv.StreamMessages(t, f.url, "bus")[0].Header
 			if got := len(h); diag && got != 4 || !diag && got != 2 {
 				t.Fatalf("headers %v", h)
@@ -248,7 +248,7 @@ func TestDiagnosticHeadersAreOptIn(t *testing.T) {
 
 func TestPublishesInOrderWithHeaders(t *testing.T) {
 	f := newFixture(t, publish.Config{MaxInFlight: 256}, jetstream.StreamConfig{})
-	var evs []*decode.Event
+	var evs []*flow.Event
 	for i := 1; i <= 5000; i++ {
 		subj := "a.x"
 		if i%3 == 0 {
@@ -330,7 +330,7 @@ func TestDeadLettersAndGoesOn(t *testing.T) {
 	bad := event(t, 5, "a.bad")
 	bad.Problem = errors.New("headers: not an object")
 	good3 := event(t, 6, "a.z")
-	all := []*decode.Event{good1, unbound, tooBig, good2, bad, good3}
+	all := []*flow.Event{good1, unbound, tooBig, good2, bad, good3}
 	submitAll(t, f.pipe, all)
 	waitResolved(t, f, len(all))
 	items := f.resolvedItems()
@@ -345,7 +345,7 @@ func TestDeadLettersAndGoesOn(t *testing.T) {
 			t.Fatalf("item %d (%s): dead letter %v, want %q", i, all[i].Subject, got, wantDead)
 		}
 	}
-	checkStream(t, f.url, []*decode.Event{good1, good2, good3})
+	checkStream(t, f.url, []*flow.Event{good1, good2, good3})
 }
 
 // With nothing released (the checkpoint stopped), Submit stops admitting at
@@ -380,7 +380,7 @@ func TestWindowBoundsCountAndBytes(t *testing.T) {
 			for i := 0; i < tc.admitted+5; i++ {
 				ev := event(t, int64(i+1), "a.x")
 				ev.Payload = make([]byte, 30)
-				err := p.Submit(ctx, publish.Item{Event: ev}, time.Now().Add(20*time.Millisecond))
+				err := p.Submit(ctx, flow.Item{Event: ev}, time.Now().Add(20*time.Millisecond))
 				if errors.Is(err, publish.ErrFull) {
 					break
 				}
@@ -403,7 +403,7 @@ func TestWindowBoundsCountAndBytes(t *testing.T) {
 // restart: events on it stop being dead-lettered.
 func TestSubjectAddedToStreamIsPickedUp(t *testing.T) {
 	f := newFixture(t, publish.Config{}, jetstream.StreamConfig{})
-	submitAll(t, f.pipe, []*decode.Event{event(t, 1, "c.x")})
+	submitAll(t, f.pipe, []*flow.Event{event(t, 1, "c.x")})
 	waitResolved(t, f, 1)
 	if f.resolvedItems()[0].DeadLetter == nil {
 		t.Fatal("c.x published before the stream captured it")
@@ -412,12 +412,12 @@ func TestSubjectAddedToStreamIsPickedUp(t *testing.T) {
 	if _, err := publish.EnsureStream(ctx, f.js, publish.StreamConfig{Name: "bus", Subjects: []string{"a.>", "b.>", "c.>"}}); err != nil {
 		t.Fatal(err)
 	}
-	var published *decode.Event
+	var published *flow.Event
 	id := int64(2)
 	testenv.Eventually(t, 30*time.Second, func() error {
 		ev := event(t, id, "c.x")
 		id++
-		submitAll(t, f.pipe, []*decode.Event{ev})
+		submitAll(t, f.pipe, []*flow.Event{ev})
 		waitResolved(t, f, int(id-1))
 		if items := f.resolvedItems(); items[len(items)-1].DeadLetter != nil {
 			return errors.New("still dead-lettered")
@@ -425,7 +425,7 @@ func TestSubjectAddedToStreamIsPickedUp(t *testing.T) {
 		published = ev
 		return nil
 	})
-	checkStream(t, f.url, []*decode.Event{published})
+	checkStream(t, f.url, []*flow.Event{published})
 }
 
 func TestCheckServerAcceptsTheEmbeddedServer(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/cdcrelay/cdcrelay/decode"
+	"github.com/cdcrelay/cdcrelay/flow"
 	"github.com/cdcrelay/cdcrelay/internal/natsserver"
 	"github.com/cdcrelay/cdcrelay/publish"
 )
@@ -25,7 +25,7 @@ func TestPublishPermissionViolationIsDeadLettered(t *testing.T) {
 		publish.Config{AckTimeout: 2 * time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond},
 		jetstream.StreamConfig{})
 
-	var all, stored []*decode.Event
+	var all, stored []*flow.Event
 	denied := map[int]bool{}
 	for i := range 300 {
 		subject := fmt.Sprintf("a.ok.%d", i%5)

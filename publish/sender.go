@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/cdcrelay/cdcrelay/decode"
+	"github.com/cdcrelay/cdcrelay/flow"
 	"github.com/cdcrelay/cdcrelay/internal/backoff"
 )
 
@@ -168,7 +168,7 @@ func (p *Pipeline) skip(pos uint64, dead error) {
 
 // publish sends the event at window position pos as the next message of the
 // open batch (opening one if needed).
-func (p *Pipeline) publish(s *sendState, pos uint64, ev *decode.Event) {
+func (p *Pipeline) publish(s *sendState, pos uint64, ev *flow.Event) {
 	p.mu.Lock()
 	b := &p.b
 	if !b.open {
@@ -244,7 +244,7 @@ func (p *Pipeline) lastMessage(pos uint64) bool {
 
 // header builds ev's headers into the map the sender reuses: the row's own
 // headers, Nats-Msg-Id and, when asked for, the relay's diagnostic ones.
-func (p *Pipeline) header(s *sendState, ev *decode.Event) nats.Header {
+func (p *Pipeline) header(s *sendState, ev *flow.Event) nats.Header {
 	h := s.hdr
 	clear(h)
 	for k, v := range ev.Headers {
@@ -303,7 +303,7 @@ func (p *Pipeline) checkDenied() {
 // re-reads the stream's subjects, at most every filterRefresh, before
 // dead-lettering on them; a failed read is an error to retry, so nothing is
 // dead-lettered on stale information.
-func (p *Pipeline) precheck(ctx context.Context, ev *decode.Event, filter subjectFilter, filterAt time.Time) (dead error, err error) {
+func (p *Pipeline) precheck(ctx context.Context, ev *flow.Event, filter subjectFilter, filterAt time.Time) (dead error, err error) {
 	switch {
 	case ev == nil:
 		return nil, nil

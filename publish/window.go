@@ -3,37 +3,8 @@ package publish
 import (
 	"time"
 
-	"github.com/jackc/pglogrepl"
-
-	"github.com/cdcrelay/cdcrelay/decode"
+	"github.com/cdcrelay/cdcrelay/flow"
 )
-
-// Item is one entry of the in-flight window: an event to publish, or a
-// position mark (a transaction's end, a heartbeat) that becomes confirmable
-// once every item before it is done.
-type Item struct {
-	// Event is nil for a mark.
-	Event *decode.Event
-	// Mark is the LSN a mark stands for; zero for events.
-	Mark pglogrepl.LSN
-	// Committed is when a mark's transaction committed (zero if unknown);
-	// the age of the oldest unreleased one is the relay's lag in seconds.
-	Committed time.Time
-	// DeadLetter is set on an event JetStream (or the relay's pre-checks)
-	// refused for good: it is recorded, not retried.
-	DeadLetter error
-	// Backfill is set on an event read from the outbox table rather than
-	// the slot: its transaction is not known, so AtomicTransactions
-	// publishes it the ordinary way.
-	Backfill bool
-}
-
-func (it Item) size() int64 {
-	if it.Event == nil {
-		return 0
-	}
-	return int64(it.Event.Size())
-}
 
 // window is the bounded ring of items the pipeline holds, from Submit until
 // the checkpoint releases them after the flip. Positions are absolute
@@ -47,7 +18,7 @@ func (it Item) size() int64 {
 // sent back to resolved. window does no locking: Pipeline guards it with its
 // mutex.
 type window struct {
-	items []Item
+	items []flow.Item
 	// seq is an item's sequence in the open batch, 0 for items that are
 	// not messages; valid for positions in [resolved, sent).
 	seq      []uint32
@@ -63,7 +34,7 @@ type window struct {
 
 func newWindow(maxCount int, maxBytes int64) *window {
 	return &window{
-		items:    make([]Item, maxCount),
+		items:    make([]flow.Item, maxCount),
 		seq:      make([]uint32, maxCount),
 		sentAt:   make([]time.Time, maxCount),
 		maxBytes: maxBytes,
@@ -83,26 +54,26 @@ func (w *window) fits(size int64) bool {
 	return n < uint64(len(w.items)) && w.bytes+size <= w.maxBytes
 }
 
-func (w *window) add(it Item) {
+func (w *window) add(it flow.Item) {
 	i := w.slot(w.added)
 	w.items[i] = it
 	w.added++
 	w.blocked = false
-	w.bytes += it.size()
+	w.bytes += it.Size()
 }
 
 // release forgets the n oldest taken items.
 func (w *window) release(n int) {
 	for k := 0; k < n && w.released < w.taken; k++ {
 		i := w.slot(w.released)
-		w.bytes -= w.items[i].size()
-		w.items[i] = Item{}
+		w.bytes -= w.items[i].Size()
+		w.items[i] = flow.Item{}
 		w.released++
 	}
 }
 
 // take copies up to cap(buf)-len(buf) resolved items into buf for the checkpoint.
-func (w *window) take(buf []Item) []Item {
+func (w *window) take(buf []flow.Item) []flow.Item {
 	for w.taken < w.resolved && len(buf) < cap(buf) {
 		buf = append(buf, w.items[w.slot(w.taken)])
 		w.taken++

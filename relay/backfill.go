@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cdcrelay/cdcrelay/decode"
+	"github.com/cdcrelay/cdcrelay/flow"
 	"github.com/cdcrelay/cdcrelay/internal/backoff"
 	"github.com/cdcrelay/cdcrelay/publish"
 	"github.com/cdcrelay/cdcrelay/replication"
@@ -41,7 +42,7 @@ func (r *Relay) backfill(ctx context.Context, snap replication.Snapshot, pipe *p
 	n := 0
 	progress := time.Now()
 	for rows.Next() {
-		ev := &decode.Event{}
+		ev := &flow.Event{}
 		var headers *string
 		var created *time.Time
 		if err := rows.Scan(&ev.ID, &ev.EventID, &ev.Subject, &ev.Payload, &headers, &created); err != nil {
@@ -53,7 +54,7 @@ func (r *Relay) backfill(ctx context.Context, snap replication.Snapshot, pipe *p
 		if created != nil {
 			ev.CreatedAt = *created
 		}
-		if err := pipe.Submit(ctx, publish.Item{Event: ev, Backfill: true}, time.Time{}); err != nil {
+		if err := pipe.Submit(ctx, flow.Item{Event: ev, Backfill: true}, time.Time{}); err != nil {
 			return n, fmt.Errorf("backfill: %w", err)
 		}
 		n++

@@ -8,7 +8,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/cdcrelay/cdcrelay/checkpoint"
 	"github.com/cdcrelay/cdcrelay/election"
 	"github.com/cdcrelay/cdcrelay/publish"
 )
@@ -57,7 +56,7 @@ type Config struct {
 	// retention pruning), with the term's context and the runner of the lock
 	// connection. A task returns nil when its context ends; an error ends
 	// the term.
-	WhileLeading []func(ctx context.Context, run checkpoint.Runner) error
+	WhileLeading []func(ctx context.Context, run election.Runner) error
 
 	StatusInterval    time.Duration // default DefaultStatusInterval
 	HeartbeatInterval time.Duration // default DefaultHeartbeatInterval; negative disables

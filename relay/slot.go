@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/cdcrelay/cdcrelay/checkpoint"
+	"github.com/cdcrelay/cdcrelay/election"
 	"github.com/cdcrelay/cdcrelay/publish"
 	"github.com/cdcrelay/cdcrelay/replication"
 )
@@ -26,7 +26,7 @@ const slotTakeover = 30 * time.Second
 // point, so snapshot plus stream miss nothing. An old LSN is never combined
 // with a new slot. Everything that changes the slot or its mark runs through
 // run, on the lock connection: a deposed leader can do none of it.
-func (r *Relay) prepareSlot(ctx context.Context, rc *replication.Conn, pipe *publish.Pipeline, run checkpoint.Runner) (pglogrepl.LSN, error) {
+func (r *Relay) prepareSlot(ctx context.Context, rc *replication.Conn, pipe *publish.Pipeline, run election.Runner) (pglogrepl.LSN, error) {
 	slot, err := replication.LookupSlot(ctx, r.pool, r.cfg.Slot)
 	if err != nil {
 		return 0, err
@@ -105,7 +105,7 @@ func (r *Relay) ownSlot(s replication.Slot) error {
 	}
 }
 
-func (r *Relay) createAndBackfill(ctx context.Context, rc *replication.Conn, pipe *publish.Pipeline, run checkpoint.Runner) (pglogrepl.LSN, error) {
+func (r *Relay) createAndBackfill(ctx context.Context, rc *replication.Conn, pipe *publish.Pipeline, run election.Runner) (pglogrepl.LSN, error) {
 	snap, err := r.createSlot(ctx, rc)
 	if err != nil {
 		return 0, err
@@ -217,7 +217,7 @@ func readMark(ctx context.Context, q replication.Querier, slot string) (mark, er
 
 // writeMark records that the slot created at consistentPoint is backfilled,
 // or with 0 forgets any mark. It commits synchronously, under the lease.
-func writeMark(ctx context.Context, run checkpoint.Runner, slot string, consistentPoint pglogrepl.LSN) error {
+func writeMark(ctx context.Context, run election.Runner, slot string, consistentPoint pglogrepl.LSN) error {
 	err := run(ctx, func(ctx context.Context, conn *pgx.Conn) error {
 		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = on`); err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cdcrelay/cdcrelay/checkpoint"
 	"github.com/cdcrelay/cdcrelay/decode"
+	"github.com/cdcrelay/cdcrelay/flow"
 	"github.com/cdcrelay/cdcrelay/publish"
 	"github.com/cdcrelay/cdcrelay/replication"
 )
@@ -119,16 +120,16 @@ func (rd *reader) handle(ctx context.Context, data []byte) error {
 	case decode.KindBegin:
 		rd.inTx = true
 	case decode.KindInsert:
-		return rd.submit(ctx, publish.Item{Event: m.Event})
+		return rd.submit(ctx, flow.Item{Event: m.Event})
 	case decode.KindCommit:
 		rd.inTx = false
 		rd.pos.Flushed(m.EndLSN)
-		return rd.submit(ctx, publish.Item{Mark: m.EndLSN, Committed: m.CommitTime})
+		return rd.submit(ctx, flow.Item{Mark: m.EndLSN, Committed: m.CommitTime})
 	case decode.KindMessage:
 		if m.Prefix == heartbeatPrefix {
 			rd.r.heartbeat.received(m.Content)
 			if !rd.inTx && !m.Transactional {
-				return rd.submit(ctx, publish.Item{Mark: m.MessageLSN})
+				return rd.submit(ctx, flow.Item{Mark: m.MessageLSN})
 			}
 		}
 	}
@@ -137,7 +138,7 @@ func (rd *reader) handle(ctx context.Context, data []byte) error {
 
 // submit adds an item to the window. While the window is full it keeps the
 // walsender informed, so back-pressure never looks like a dead client.
-func (rd *reader) submit(ctx context.Context, it publish.Item) error {
+func (rd *reader) submit(ctx context.Context, it flow.Item) error {
 	for {
 		err := rd.pipe.Submit(ctx, it, rd.lastStatus.Add(rd.r.cfg.StatusInterval))
 		if !errors.Is(err, publish.ErrFull) {

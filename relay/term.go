@@ -88,7 +88,7 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 		return r.stream(read, work, rc, pipe, pos, start)
 	})
 	for _, task := range r.cfg.WhileLeading {
-		g.Go(func() error { return task(work, checkpoint.Runner(lease.Do)) })
+		g.Go(func() error { return task(work, election.Runner(lease.Do)) })
 	}
 	if r.cfg.HeartbeatInterval > 0 && rc.ServerVersion() >= 140000 {
 		g.Go(func() error { r.emitHeartbeats(work); return nil })
@@ -133,7 +133,7 @@ func (r *Relay) flipGaveUp(ids []int64) {
 // save a confirmed position to disk without flushing WAL, so
 // checkpoint.Position holds every position back until WAL is flushed past the
 // flip that made it confirmable.
-func asyncCommit(run checkpoint.Runner) checkpoint.Runner {
+func asyncCommit(run election.Runner) election.Runner {
 	set := false
 	return func(ctx context.Context, fn func(ctx context.Context, conn *pgx.Conn) error) error {
 		return run(ctx, func(ctx context.Context, conn *pgx.Conn) error {

@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
-	"github.com/cdcrelay/cdcrelay/checkpoint"
 	"github.com/cdcrelay/cdcrelay/election"
 )
 
@@ -82,7 +81,7 @@ func (p *Pruner) Failures() uint64 { return p.failures.Load() }
 // fits relay.Config.WhileLeading. A failed round is logged, counted and
 // retried at the next interval: it does not end the leadership term. Run
 // returns nil.
-func (p *Pruner) Run(ctx context.Context, run checkpoint.Runner) error {
+func (p *Pruner) Run(ctx context.Context, run election.Runner) error {
 	t := time.NewTicker(p.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -130,7 +129,7 @@ SELECT (SELECT count(*) FROM gone),
 // batch, each its own short transaction, until it reaches rows within the
 // retention or the end of the table. Unpublished rows are never deleted,
 // however old. It returns the rows deleted.
-func (p *Pruner) Prune(ctx context.Context, run checkpoint.Runner) (int64, error) {
+func (p *Pruner) Prune(ctx context.Context, run election.Runner) (int64, error) {
 	var total int64
 	after := int64(0)
 	for ctx.Err() == nil {

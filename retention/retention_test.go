@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
-	"github.com/cdcrelay/cdcrelay/checkpoint"
+	"github.com/cdcrelay/cdcrelay/election"
 	"github.com/cdcrelay/cdcrelay/internal/relaytest"
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
 	"github.com/cdcrelay/cdcrelay/outbox"
@@ -21,7 +21,7 @@ var env *testenv.Env
 func TestMain(m *testing.M) { testenv.Run(m, &env) }
 
 // connRunner runs on one ordinary connection, as the lock connection would.
-func connRunner(t *testing.T, url string) checkpoint.Runner {
+func connRunner(t *testing.T, url string) election.Runner {
 	t.Helper()
 	conn, err := pgx.Connect(context.Background(), url)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/cdcrelay/cdcrelay/checkpoint"
+	"github.com/cdcrelay/cdcrelay/election"
 	"github.com/cdcrelay/cdcrelay/health"
 	"github.com/cdcrelay/cdcrelay/metrics"
 	"github.com/cdcrelay/cdcrelay/relay"
@@ -108,7 +108,7 @@ func runRelay(ctx context.Context, log zerolog.Logger, cfg relay.Config, op oper
 	defer pool.Close()
 
 	backlog := metrics.NewBacklog(pool, metrics.BacklogConfig{}, log)
-	cfg.WhileLeading = append(cfg.WhileLeading, func(ctx context.Context, _ checkpoint.Runner) error { return backlog.Run(ctx) })
+	cfg.WhileLeading = append(cfg.WhileLeading, func(ctx context.Context, _ election.Runner) error { return backlog.Run(ctx) })
 	var prune metrics.PruneStats
 	if keep := op.retention; keep > 0 {
 		if err := checkRetention(ctx, pool, cfg); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cdcrelay/cdcrelay/decode"
+	"github.com/cdcrelay/cdcrelay/flow"
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
 )
 
@@ -131,10 +132,10 @@ func peek(ctx context.Context, t *testing.T, pool *pgxpool.Pool, binary bool, se
 
 // stream decodes msgs in order, checking transaction framing, and returns
 // the outbox events and logical messages.
-func stream(t *testing.T, msgs [][]byte) ([]*decode.Event, []decode.Message) {
+func stream(t *testing.T, msgs [][]byte) ([]*flow.Event, []decode.Message) {
 	t.Helper()
 	d := decode.New(decode.Table{})
-	var events, pending []*decode.Event
+	var events, pending []*flow.Event
 	var logical []decode.Message
 	var final pglogrepl.LSN
 	kinds := map[decode.Kind]int{}
@@ -171,7 +172,7 @@ func stream(t *testing.T, msgs [][]byte) ([]*decode.Event, []decode.Message) {
 }
 
 type stored struct {
-	ev      decode.Event
+	ev      flow.Event
 	headers *string
 }
 
@@ -199,7 +200,7 @@ func storedRows(ctx context.Context, t *testing.T, pool *pgxpool.Pool) []stored 
 	return out
 }
 
-func compare(t *testing.T, mode string, got []*decode.Event, want []stored) {
+func compare(t *testing.T, mode string, got []*flow.Event, want []stored) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("%s: %d events, %d rows", mode, len(got), len(want))
