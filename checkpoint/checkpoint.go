@@ -1,8 +1,9 @@
 // Package checkpoint turns acks into durable progress: it flips
 // published_to_nats for the contiguous resolved prefix of the publish window,
-// records dead letters, and only then advances the slot position the relay
-// may confirm: the end of the last transaction whose every event is acked and
-// flipped. A crash anywhere before the confirm re-sends instead of losing.
+// records dead letters in the same transaction, and only then acks the end
+// of the last transaction whose every event is acked and flipped to the slot
+// session, which confirms it once the flip's WAL is flushed. A crash anywhere
+// before the confirm re-sends instead of losing.
 package checkpoint
 
 import (
@@ -51,41 +52,24 @@ type Stats struct {
 	Flipped atomic.Uint64 // rows of published events flipped (dead letters not counted)
 }
 
-// FlushPoll is how often Loop looks again while a flip waits for its WAL to
-// be flushed and nothing else happens; ForceFlushAfter is how long it lets
-// the server flush by itself (asynchronous commits reach disk within three
-// wal_writer_delay, 600 ms by default) before it forces a flush.
-const (
-	FlushPoll       = 50 * time.Millisecond
-	ForceFlushAfter = time.Second
-)
+// Acker hears what each flip made confirmable (slot.Session.Ack): every
+// transaction up to done is flipped (done is 0 when the batch ended inside a
+// transaction), by flips whose commits end at or before walEnd.
+type Acker interface {
+	Ack(done, walEnd pglogrepl.LSN)
+}
 
-// Loop drains the pipeline's resolved items in order, flips them in batches
-// through run and tells pos what each flip wrote; the slot reader tells pos
-// when that WAL is flushed. It returns when ctx ends or a flip fails; a
-// failed flip leaves the position where it was, so nothing is lost.
+// Loop takes the window's resolved items in order, flips them in batches
+// through run, tells acks what each flip made confirmable and hands the
+// items' room back to the window. It returns when ctx ends or a flip fails;
+// a failed flip leaves the position where it was, so nothing is lost.
 // onMissing, if set, hears of rows Flip gave up on.
-//
-// Only the walsender tells how far WAL is flushed, never
-// pg_current_wal_flush_lsn(): with synchronized_standby_slots a failover
-// slot's walsender sends nothing the standbys have not flushed too, so a
-// position confirmed (and synced to a standby) never depends on a flip the
-// standby could lose in a failover.
-func Loop(ctx context.Context, p Window, run election.Runner, pos *Position, stats *Stats, onMissing func(ids []int64)) error {
+func Loop(ctx context.Context, w Window, run election.Runner, acks Acker, stats *Stats, onMissing func(ids []int64)) error {
 	buf := make([]flow.Item, 0, DefaultBatch)
-	var stuck stuckFlush
 	for {
-		items, err := resolved(ctx, p, buf[:0], pos)
+		items, err := w.Resolved(ctx, buf[:0])
 		if err != nil {
 			return err
-		}
-		if len(items) == 0 {
-			if stuck.due(pos) {
-				if err := forceFlush(ctx, run); err != nil {
-					return err
-				}
-			}
-			continue
 		}
 		res, err := Flip(ctx, run, items)
 		if err != nil {
@@ -94,10 +78,8 @@ func Loop(ctx context.Context, p Window, run election.Runner, pos *Position, sta
 		if len(res.Missing) > 0 && onMissing != nil {
 			onMissing(res.Missing)
 		}
-		pos.Wrote(res.WALEnd)
-		if lsn, ok := Watermark(items); ok {
-			pos.Flipped(lsn)
-		}
+		done, _ := Watermark(items)
+		acks.Ack(done, res.WALEnd)
 		if stats != nil {
 			for _, it := range items {
 				if it.Event != nil && it.DeadLetter == nil {
@@ -105,67 +87,8 @@ func Loop(ctx context.Context, p Window, run election.Runner, pos *Position, sta
 				}
 			}
 		}
-		p.Release(len(items))
+		w.Release(len(items))
 	}
-}
-
-// resolved waits for resolved items; while a flip waits for its WAL to be
-// flushed it waits at most FlushPoll and may return none.
-func resolved(ctx context.Context, p Window, buf []flow.Item, pos *Position) ([]flow.Item, error) {
-	if _, waiting := pos.Waiting(); !waiting {
-		return p.Resolved(ctx, buf)
-	}
-	wctx, cancel := context.WithTimeout(ctx, FlushPoll)
-	defer cancel()
-	items, err := p.Resolved(wctx, buf)
-	if err != nil && ctx.Err() == nil {
-		return items, nil
-	}
-	return items, err
-}
-
-// stuckFlush notices a flip whose WAL has not been flushed for
-// ForceFlushAfter. The flip's WAL end is read after its commit, so WAL that
-// another session wrote in between counts too; if that session then idles
-// in its transaction nothing may flush it for a long time.
-type stuckFlush struct {
-	needs pglogrepl.LSN
-	since time.Time
-}
-
-func (s *stuckFlush) due(pos *Position) bool {
-	needs, waiting := pos.Waiting()
-	if !waiting {
-		s.needs = 0
-		return false
-	}
-	if needs != s.needs {
-		s.needs, s.since = needs, time.Now()
-		return false
-	}
-	if time.Since(s.since) < ForceFlushAfter {
-		return false
-	}
-	s.since = time.Now()
-	return true
-}
-
-// forceFlush commits a transaction synchronously, which flushes every WAL
-// record before its own. The transaction must write WAL of its own, or its
-// commit is not flushed: a transactional logical message (which the reader
-// ignores) is the smallest write the relay's role may make.
-func forceFlush(ctx context.Context, run election.Runner) error {
-	return run(ctx, func(ctx context.Context, conn *pgx.Conn) error {
-		b := &pgx.Batch{}
-		b.Queue("BEGIN")
-		b.Queue("SET LOCAL synchronous_commit = on")
-		b.Queue("SELECT pg_logical_emit_message(true, 'cdcrelay-flush', '')")
-		b.Queue("COMMIT")
-		if err := conn.SendBatch(ctx, b).Close(); err != nil {
-			return fmt.Errorf("flush WAL: %w", err)
-		}
-		return nil
-	})
 }
 
 const flipSQL = `UPDATE bus.outbox SET published_to_nats = true, published_at = now()

@@ -7,10 +7,15 @@ package flow
 
 import (
 	"encoding/hex"
+	"errors"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 )
+
+// ErrFull is what a window's Submit returns when it stayed full until the
+// deadline given: the caller keeps its other duties and tries again.
+var ErrFull = errors.New("in-flight window full")
 
 // Event is one outbox row. All fields are owned: none aliases the buffer
 // given to the decoder.

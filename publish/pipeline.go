@@ -24,7 +24,6 @@ package publish
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -40,9 +39,6 @@ const (
 	HeaderOutboxID  = "Cdcrelay-Outbox-Id"
 	HeaderCommitLSN = "Cdcrelay-Commit-Lsn"
 )
-
-// ErrFull is returned by Submit when the window stayed full until the deadline.
-var ErrFull = errors.New("in-flight window full")
 
 // Pipeline publishes items in order through one NATS connection. Submit,
 // Resolved and Release may be called from different goroutines; each is meant
@@ -63,6 +59,8 @@ type Pipeline struct {
 	// Wake-ups, each a 1-buffered channel so a signal is never lost and
 	// never blocks the signaller.
 	roomCh, sendCh, resolvedCh chan struct{}
+	// drained is closed when the window empties; made by Drained on demand.
+	drained chan struct{}
 
 	// Atomic mode (see atomic.go): the ordinary sender publishes positions
 	// [sent, fastEnd), or up to the next mark when fastToMark.
@@ -229,7 +227,7 @@ func (p *Pipeline) Submit(ctx context.Context, it flow.Item, deadline time.Time)
 		select {
 		case <-p.roomCh:
 		case <-timer:
-			return ErrFull
+			return flow.ErrFull
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -259,17 +257,38 @@ func (p *Pipeline) Resolved(ctx context.Context, buf []flow.Item) ([]flow.Item, 
 func (p *Pipeline) Release(n int) {
 	p.mu.Lock()
 	p.w.release(n)
+	if n, _ := p.w.inFlight(); n == 0 && p.drained != nil {
+		close(p.drained)
+		p.drained = nil
+	}
 	p.mu.Unlock()
 	signal(p.roomCh)
 }
 
-// Idle reports whether nothing is in the window: every submitted item has
-// been released.
+// Idle reports whether nothing is in the window now: every submitted item
+// has been released.
 func (p *Pipeline) Idle() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n, _ := p.w.inFlight()
 	return n == 0
+}
+
+// Drained returns a channel that is closed once nothing is in the window
+// (at once if nothing is now): everything submitted before the call is
+// acked, flipped and released.
+func (p *Pipeline) Drained() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n, _ := p.w.inFlight(); n == 0 {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	if p.drained == nil {
+		p.drained = make(chan struct{})
+	}
+	return p.drained
 }
 
 // Stats returns a snapshot of the pipeline's counters.

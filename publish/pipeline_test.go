@@ -381,7 +381,7 @@ func TestWindowBoundsCountAndBytes(t *testing.T) {
 				ev := event(t, int64(i+1), "a.x")
 				ev.Payload = make([]byte, 30)
 				err := p.Submit(ctx, flow.Item{Event: ev}, time.Now().Add(20*time.Millisecond))
-				if errors.Is(err, publish.ErrFull) {
+				if errors.Is(err, flow.ErrFull) {
 					break
 				}
 				if err != nil {

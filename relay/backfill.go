@@ -9,7 +9,6 @@ import (
 
 	"github.com/cdcrelay/cdcrelay/decode"
 	"github.com/cdcrelay/cdcrelay/flow"
-	"github.com/cdcrelay/cdcrelay/internal/backoff"
 	"github.com/cdcrelay/cdcrelay/publish"
 	"github.com/cdcrelay/cdcrelay/replication"
 )
@@ -69,14 +68,14 @@ func (r *Relay) backfill(ctx context.Context, snap replication.Snapshot, pipe *p
 	return n, nil
 }
 
-// waitIdle waits until everything submitted is acked, flipped and released.
-func waitIdle(ctx context.Context, pipe *publish.Pipeline) error {
-	for !pipe.Idle() {
-		if !backoff.Sleep(ctx, 10*time.Millisecond) {
-			return ctx.Err()
-		}
+// waitDrained waits until everything submitted is acked, flipped and released.
+func waitDrained(ctx context.Context, pipe *publish.Pipeline) error {
+	select {
+	case <-pipe.Drained():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	return nil
 }
 
 func quoteLiteral(s string) string {

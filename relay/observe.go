@@ -94,15 +94,15 @@ func (r *Relay) Snapshot() Snapshot {
 	s := Snapshot{
 		State:        r.elector.State(),
 		Streaming:    r.streaming.Load(),
-		HeartbeatAge: r.heartbeat.age(),
-		HeartbeatRTT: time.Duration(r.heartbeat.lastRTT.Load()),
+		HeartbeatAge: r.heartbeat.Age(),
+		HeartbeatRTT: r.heartbeat.RTT(),
 		Flipped:      r.flips.Flipped.Load(),
 		FlipsGivenUp: r.flipsGivenUp.Load(),
 		TermEnds:     r.ends.snapshot(),
 		Stalls:       r.stalls.current(),
 	}
-	if pos := r.position.Load(); pos != nil {
-		s.Confirmed = pos.Load()
+	if sess := r.session.Load(); sess != nil {
+		s.Confirmed = sess.Confirmed()
 	}
 	if since := r.leaderSince.Load(); since != 0 {
 		s.LeaderSince = time.Unix(0, since)

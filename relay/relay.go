@@ -23,6 +23,7 @@ import (
 	"github.com/cdcrelay/cdcrelay/internal/backoff"
 	"github.com/cdcrelay/cdcrelay/publish"
 	"github.com/cdcrelay/cdcrelay/replication"
+	"github.com/cdcrelay/cdcrelay/slot"
 )
 
 // Relay is one cdcrelay process: a leader or a standby.
@@ -36,12 +37,12 @@ type Relay struct {
 
 	// Observable state, for readiness, metrics and tests.
 	streaming    atomic.Bool
-	position     atomic.Pointer[checkpoint.Position] // the current (or last) term's
+	session      atomic.Pointer[slot.Session] // the current (or last) term's
 	flips        checkpoint.Stats
 	flipsGivenUp atomic.Uint64
 	stalls       stalls
 	database     string // current_database() of DatabaseURL
-	heartbeat    heartbeatState
+	heartbeat    slot.Heartbeats
 	pipeline     atomic.Pointer[publish.Pipeline]
 	termCounter  atomic.Uint64
 	counters     publish.Counters

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/cdcrelay/cdcrelay/election"
 	"github.com/cdcrelay/cdcrelay/publish"
 	"github.com/cdcrelay/cdcrelay/replication"
+	"github.com/cdcrelay/cdcrelay/slot"
 )
 
 // slotTakeover bounds how long a new leader waits for a deposed leader's
@@ -27,18 +27,18 @@ const slotTakeover = 30 * time.Second
 // with a new slot. Everything that changes the slot or its mark runs through
 // run, on the lock connection: a deposed leader can do none of it.
 func (r *Relay) prepareSlot(ctx context.Context, rc *replication.Conn, pipe *publish.Pipeline, run election.Runner) (pglogrepl.LSN, error) {
-	slot, err := replication.LookupSlot(ctx, r.pool, r.cfg.Slot)
+	found, err := replication.LookupSlot(ctx, r.pool, r.cfg.Slot)
 	if err != nil {
 		return 0, err
 	}
-	if slot.Exists {
-		if err := r.ownSlot(slot); err != nil {
+	if found.Exists {
+		if err := r.ownSlot(found); err != nil {
 			return 0, err
 		}
 	}
-	if slot.Exists && slot.Active {
+	if found.Exists && found.Active {
 		// We hold the lock, so whoever reads the slot lost leadership.
-		r.log.Warn().Int32("pid", slot.ActivePID).Msg("slot active for a stale backend; terminating it")
+		r.log.Warn().Int32("pid", found.ActivePID).Msg("slot active for a stale backend; terminating it")
 		tctx, cancel := context.WithTimeout(ctx, slotTakeover)
 		err := run(tctx, func(ctx context.Context, conn *pgx.Conn) error {
 			return replication.TerminateActive(ctx, conn, r.cfg.Slot)
@@ -49,38 +49,38 @@ func (r *Relay) prepareSlot(ctx context.Context, rc *replication.Conn, pipe *pub
 		}
 		// The deposed walsender may have confirmed more before it ended:
 		// resume from there, not from the position read before.
-		if slot, err = replication.LookupSlot(ctx, r.pool, r.cfg.Slot); err != nil {
+		if found, err = replication.LookupSlot(ctx, r.pool, r.cfg.Slot); err != nil {
 			return 0, err
 		}
 	}
-	m, err := readMark(ctx, r.pool, r.cfg.Slot)
+	m, err := slot.ReadMark(ctx, r.pool, r.cfg.Slot)
 	if err != nil {
 		return 0, err
 	}
 	reason := ""
 	switch {
-	case !slot.Exists:
+	case !found.Exists:
 		reason = "it does not exist"
-	case slot.Invalidated:
-		reason = invalidation(slot)
-	case !m.done:
+	case found.Invalidated:
+		reason = invalidation(found)
+	case !m.Done:
 		reason = "its initial backfill did not complete"
-	case slot.ConfirmedFlush < m.consistentPoint:
-		reason = fmt.Sprintf("it is not the slot whose backfill completed (confirmed %s, before that slot's consistent point %s)", slot.ConfirmedFlush, m.consistentPoint)
+	case found.ConfirmedFlush < m.ConsistentPoint:
+		reason = fmt.Sprintf("it is not the slot whose backfill completed (confirmed %s, before that slot's consistent point %s)", found.ConfirmedFlush, m.ConsistentPoint)
 	default:
-		return slot.ConfirmedFlush, nil
+		return found.ConfirmedFlush, nil
 	}
 	ev := r.log.Warn()
-	if !slot.Exists && !m.done {
+	if !found.Exists && !m.Done {
 		ev = r.log.Info() // a first start
 	}
 	ev.Str("slot", r.cfg.Slot).Msgf("creating slot and backfilling: %s", reason)
 	// Forget the mark first, durably: whatever happens from here on, a slot
 	// is trusted only once its own backfill completes.
-	if err := writeMark(ctx, run, r.cfg.Slot, 0); err != nil {
+	if err := slot.WriteMark(ctx, run, r.cfg.Slot, 0); err != nil {
 		return 0, err
 	}
-	if slot.Exists {
+	if found.Exists {
 		dctx, cancel := context.WithTimeout(ctx, slotTakeover)
 		err := run(dctx, func(ctx context.Context, conn *pgx.Conn) error {
 			return replication.Drop(ctx, conn, r.cfg.Slot)
@@ -115,11 +115,11 @@ func (r *Relay) createAndBackfill(ctx context.Context, rc *replication.Conn, pip
 	if err != nil {
 		return 0, err
 	}
-	if err := waitIdle(ctx, pipe); err != nil {
+	if err := waitDrained(ctx, pipe); err != nil {
 		return 0, err
 	}
 	// Synchronous: the mark's commit also flushes the backfill's flips.
-	if err := writeMark(ctx, run, r.cfg.Slot, snap.ConsistentPoint); err != nil {
+	if err := slot.WriteMark(ctx, run, r.cfg.Slot, snap.ConsistentPoint); err != nil {
 		return 0, err
 	}
 	r.log.Info().Int("events", n).Msg("backfill complete; streaming")
@@ -191,48 +191,4 @@ func (r *Relay) watchSlotCreation(ctx context.Context, pid uint32) string {
 		last = desc
 		r.stalls.set(StallSlotCreation, "creating the slot waits for "+desc, time.Time{})
 	}
-}
-
-// A slot is trusted only once its initial backfill completed: a crash during
-// the backfill leaves the slot behind, and streaming from it would skip the
-// rows the backfill had not published. bus.relay_slot records completion,
-// with the slot's consistent point, and is cleared before a slot is created.
-type mark struct {
-	done            bool
-	consistentPoint pglogrepl.LSN
-}
-
-func readMark(ctx context.Context, q replication.Querier, slot string) (mark, error) {
-	var m mark
-	err := q.QueryRow(ctx, `SELECT backfilled_at IS NOT NULL, consistent_point::text FROM bus.relay_slot WHERE slot_name = $1`, slot).
-		Scan(&m.done, &m.consistentPoint)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return mark{}, nil
-	}
-	if err != nil {
-		return mark{}, fmt.Errorf("read bus.relay_slot: %w", err)
-	}
-	return m, nil
-}
-
-// writeMark records that the slot created at consistentPoint is backfilled,
-// or with 0 forgets any mark. It commits synchronously, under the lease.
-func writeMark(ctx context.Context, run election.Runner, slot string, consistentPoint pglogrepl.LSN) error {
-	err := run(ctx, func(ctx context.Context, conn *pgx.Conn) error {
-		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = on`); err != nil {
-				return err
-			}
-			// An upsert either way: the relay's role has no DELETE here.
-			_, err := tx.Exec(ctx, `INSERT INTO bus.relay_slot (slot_name, consistent_point, backfilled_at)
-VALUES ($1, $2::pg_lsn, CASE WHEN $2::pg_lsn = '0/0' THEN NULL ELSE now() END)
-ON CONFLICT (slot_name) DO UPDATE SET consistent_point = EXCLUDED.consistent_point, backfilled_at = EXCLUDED.backfilled_at`,
-				slot, consistentPoint.String())
-			return err
-		})
-	})
-	if err != nil {
-		return fmt.Errorf("record backfill of slot %s in bus.relay_slot: %w", slot, err)
-	}
-	return nil
 }

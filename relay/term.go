@@ -13,6 +13,7 @@ import (
 	"github.com/cdcrelay/cdcrelay/election"
 	"github.com/cdcrelay/cdcrelay/publish"
 	"github.com/cdcrelay/cdcrelay/replication"
+	"github.com/cdcrelay/cdcrelay/slot"
 )
 
 // errLeaseLost ends a term whose lock connection failed.
@@ -57,12 +58,16 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 	r.pipeline.Store(pipe)
 	defer r.pipeline.Store(nil)
 
-	// The position belongs to this term: it starts from this term's slot,
-	// never from what an earlier term confirmed (perhaps on another primary).
-	pos := new(checkpoint.Position)
-	r.position.Store(pos)
+	// The session, and the position it confirms, belong to this term: it
+	// starts from this term's slot, never from what an earlier term confirmed
+	// (perhaps on another primary).
+	sess := slot.New(rc, pipe, slot.Config{
+		Name: r.cfg.Slot, Publication: r.cfg.Publication, StatusInterval: r.cfg.StatusInterval,
+		Flush: lease.Do, Heartbeats: &r.heartbeat,
+	})
+	r.session.Store(sess)
 	g.Go(func() error {
-		err := checkpoint.Loop(work, pipe, asyncCommit(lease.Do), pos, &r.flips, r.flipGaveUp)
+		err := checkpoint.Loop(work, pipe, asyncCommit(lease.Do), sess, &r.flips, r.flipGaveUp)
 		if work.Err() != nil {
 			return nil
 		}
@@ -84,13 +89,12 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 			}
 			return err
 		}
-		pos.Resume(start)
-		return r.stream(read, work, rc, pipe, pos, start)
+		return r.stream(read, work, sess, start)
 	})
 	for _, task := range r.cfg.WhileLeading {
 		g.Go(func() error { return task(work, election.Runner(lease.Do)) })
 	}
-	if r.cfg.HeartbeatInterval > 0 && rc.ServerVersion() >= 140000 {
+	if r.cfg.HeartbeatInterval > 0 && rc.SupportsMessages() {
 		g.Go(func() error { r.emitHeartbeats(work); return nil })
 	}
 	err = g.Wait()
@@ -131,7 +135,7 @@ func (r *Relay) flipGaveUp(ids []int64) {
 // PostgreSQL crash only means its events are sent again (and dropped as
 // duplicates), as long as no confirmed position depends on it: the slot can
 // save a confirmed position to disk without flushing WAL, so
-// checkpoint.Position holds every position back until WAL is flushed past the
+// the slot session holds every position back until WAL is flushed past the
 // flip that made it confirmable.
 func asyncCommit(run election.Runner) election.Runner {
 	set := false

@@ -92,6 +92,11 @@ func (c *Conn) Close(ctx context.Context) error {
 // e.g. 150018 for 15.18 (90624 for 9.6.24).
 func (c *Conn) ServerVersion() int { return c.version }
 
+// SupportsMessages reports whether pgoutput on this server can send column
+// values in binary form and logical decoding messages (StartOptions.Binary
+// and Messages): PostgreSQL 14 and later.
+func (c *Conn) SupportsMessages() bool { return c.version >= 140000 }
+
 // BackendPID is the walsender's process id, the active_pid that
 // pg_replication_slots shows while this Conn streams.
 func (c *Conn) BackendPID() uint32 { return c.pg.PID() }

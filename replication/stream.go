@@ -41,7 +41,7 @@ func (c *Conn) Start(ctx context.Context, slot string, from pglogrepl.LSN, o Sta
 	if o.Publication == "" {
 		return fmt.Errorf("%s: no publication", op)
 	}
-	if (o.Binary || o.Messages) && c.version < 140000 {
+	if (o.Binary || o.Messages) && !c.SupportsMessages() {
 		return fmt.Errorf("%s: the binary and messages options need PostgreSQL 14 or later (server is %d)", op, c.version)
 	}
 	if err := c.usable(op); err != nil {

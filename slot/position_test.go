@@ -1,15 +1,13 @@
-package checkpoint_test
+package slot
 
 import (
 	"testing"
 
 	"github.com/jackc/pglogrepl"
-
-	"github.com/cdcrelay/cdcrelay/checkpoint"
 )
 
 func TestPositionWaitsForTheFlipsWAL(t *testing.T) {
-	var p checkpoint.Position
+	var p position
 	p.Resume(100)
 	p.Wrote(1000)
 	p.Flipped(200)
@@ -40,7 +38,7 @@ func TestPositionWaitsForTheFlipsWAL(t *testing.T) {
 }
 
 func TestPositionIdleAdvanceWaitsForEarlierFlips(t *testing.T) {
-	var p checkpoint.Position
+	var p position
 	p.Wrote(1000)
 	p.Flipped(200)
 	p.Idle(900) // a keepalive: WAL is flushed to 900, not to the flip's 1000
@@ -54,7 +52,7 @@ func TestPositionIdleAdvanceWaitsForEarlierFlips(t *testing.T) {
 }
 
 func TestPositionMarkOnlyFlipWaitsBehindEarlierOnes(t *testing.T) {
-	var p checkpoint.Position
+	var p position
 	p.Wrote(1000)
 	p.Flipped(200)
 	p.Flipped(300) // a heartbeat mark: no write of its own
@@ -69,7 +67,7 @@ func TestPositionMarkOnlyFlipWaitsBehindEarlierOnes(t *testing.T) {
 }
 
 func TestPositionGatesAreBoundedAndStaySafe(t *testing.T) {
-	var p checkpoint.Position
+	var p position
 	for i := 1; i <= 10000; i++ {
 		p.Wrote(pglogrepl.LSN(100000 + i))
 		p.Flipped(pglogrepl.LSN(i * 10))
@@ -88,7 +86,7 @@ func TestPositionGatesAreBoundedAndStaySafe(t *testing.T) {
 // itself, but the transaction's end, flipped by a later batch with no write
 // of its own (only its commit mark), depends on it.
 func TestPositionFlipWithoutWatermarkHoldsLaterOnes(t *testing.T) {
-	var p checkpoint.Position
+	var p position
 	p.Wrote(1000) // the event's flip; the batch has no commit mark
 	p.Flipped(500)
 	if got := p.Load(); got != 0 {
@@ -109,7 +107,7 @@ func TestPositionFlipWithoutWatermarkHoldsLaterOnes(t *testing.T) {
 }
 
 func TestPositionResumeNeverMovesBack(t *testing.T) {
-	var p checkpoint.Position
+	var p position
 	p.Resume(100)
 	p.Resume(50)
 	if got := p.Load(); got != 100 {

@@ -1,4 +1,4 @@
-package checkpoint
+package slot
 
 import (
 	"sync"
@@ -6,12 +6,12 @@ import (
 	"github.com/jackc/pglogrepl"
 )
 
-// maxGates bounds the flips a Position remembers while their WAL is not yet
+// maxGates bounds the flips a position remembers while their WAL is not yet
 // flushed. Past it the two newest are merged, which only asks more of the
 // older one: memory stays bounded even if WAL stops being flushed.
 const maxGates = 256
 
-// Position is the LSN one leadership term may confirm to the slot: the end
+// position is the LSN one leadership term may confirm to the slot: the end
 // of the last transaction whose every event, and every event before it, is
 // acked and flipped, with the flip's WAL on disk.
 //
@@ -24,11 +24,12 @@ const maxGates = 256
 // its event. So every flip is a gate: the position it makes confirmable
 // waits until WAL is known flushed past the flip's commit.
 //
-// A Position belongs to one term and starts from that term's slot (Resume):
-// nothing confirmed on another primary or before a crash carries over. It
-// only moves forward. Safe for concurrent use: the checkpoint adds gates,
-// the slot reader reports how far WAL is flushed and reads the position.
-type Position struct {
+// A position belongs to one Session, one leadership term, and starts from
+// that term's slot (Resume): nothing confirmed on another primary or before a
+// crash carries over. It only moves forward. Safe for concurrent use: the
+// checkpoint adds gates through Session.Ack, the session reports how far WAL
+// is flushed and reads the position.
+type position struct {
 	mu          sync.Mutex
 	confirmable pglogrepl.LSN
 	flushed     pglogrepl.LSN
@@ -40,7 +41,7 @@ type Position struct {
 type gate struct{ at, needs pglogrepl.LSN }
 
 // Load returns the position the term may confirm now.
-func (p *Position) Load() pglogrepl.LSN {
+func (p *position) Load() pglogrepl.LSN {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.confirmable
@@ -48,7 +49,7 @@ func (p *Position) Load() pglogrepl.LSN {
 
 // Resume sets where the term starts: the slot's confirmed position, or a new
 // slot's consistent point. It never moves the position back.
-func (p *Position) Resume(lsn pglogrepl.LSN) {
+func (p *position) Resume(lsn pglogrepl.LSN) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.advance(lsn)
@@ -58,7 +59,7 @@ func (p *Position) Resume(lsn pglogrepl.LSN) {
 // walEnd, an LSN read after the commit. Every flip counts, also one that
 // makes no position confirmable by itself (a batch that ends inside a
 // transaction): a later position depends on it all the same.
-func (p *Position) Wrote(walEnd pglogrepl.LSN) {
+func (p *position) Wrote(walEnd pglogrepl.LSN) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.written = max(p.written, walEnd)
@@ -67,7 +68,7 @@ func (p *Position) Wrote(walEnd pglogrepl.LSN) {
 // Flipped records that every transaction up to at is flipped, by the flips
 // reported to Wrote so far. at becomes confirmable once WAL is flushed past
 // all of them.
-func (p *Position) Flipped(at pglogrepl.LSN) {
+func (p *position) Flipped(at pglogrepl.LSN) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.gates) == 0 && p.written <= p.flushed {
@@ -84,7 +85,7 @@ func (p *Position) Flipped(at pglogrepl.LSN) {
 // Flushed records that WAL is on disk up to lsn: any LSN a logical
 // walsender sent (it decodes flushed WAL only, and with
 // synchronized_standby_slots only WAL those standbys flushed too).
-func (p *Position) Flushed(lsn pglogrepl.LSN) {
+func (p *position) Flushed(lsn pglogrepl.LSN) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.flushedTo(lsn)
@@ -93,7 +94,7 @@ func (p *Position) Flushed(lsn pglogrepl.LSN) {
 // Idle offers a keepalive's position while nothing is in flight and no
 // transaction is open: everything the publication holds below it is done,
 // so it is confirmable as soon as no flip waits for its WAL.
-func (p *Position) Idle(lsn pglogrepl.LSN) {
+func (p *position) Idle(lsn pglogrepl.LSN) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.flushedTo(lsn)
@@ -104,13 +105,13 @@ func (p *Position) Idle(lsn pglogrepl.LSN) {
 
 // Waiting reports whether some flip's WAL is not known to be flushed yet,
 // and how far WAL must be flushed for all of them.
-func (p *Position) Waiting() (needs pglogrepl.LSN, ok bool) {
+func (p *position) Waiting() (needs pglogrepl.LSN, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.written, p.written > p.flushed
 }
 
-func (p *Position) flushedTo(lsn pglogrepl.LSN) {
+func (p *position) flushedTo(lsn pglogrepl.LSN) {
 	p.flushed = max(p.flushed, lsn)
 	n := 0
 	for n < len(p.gates) && p.gates[n].needs <= p.flushed {
@@ -122,4 +123,4 @@ func (p *Position) flushedTo(lsn pglogrepl.LSN) {
 	}
 }
 
-func (p *Position) advance(lsn pglogrepl.LSN) { p.confirmable = max(p.confirmable, lsn) }
+func (p *position) advance(lsn pglogrepl.LSN) { p.confirmable = max(p.confirmable, lsn) }
