@@ -8,7 +8,6 @@ package checkpoint
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cdcrelay/cdcrelay/deadletter"
 	"github.com/cdcrelay/cdcrelay/election"
 	"github.com/cdcrelay/cdcrelay/flow"
 )
@@ -93,10 +93,6 @@ func Loop(ctx context.Context, w Window, run election.Runner, acks Acker, stats 
 
 const flipSQL = `UPDATE bus.outbox SET published_to_nats = true, published_at = now()
 WHERE id = ANY($1::bigint[]) AND NOT published_to_nats`
-
-const deadLetterSQL = `INSERT INTO bus.dead_letter (event_id, outbox_id, subject, payload, headers, created_at, error)
-VALUES ($1, $2, $3, $4, $5, COALESCE($6, now()), $7)
-ON CONFLICT (event_id) DO NOTHING`
 
 // notFlippedSQL returns which of the ids are not (visibly) flipped yet.
 const notFlippedSQL = `SELECT coalesce(array_agg(i.id), '{}') FROM unnest($1::bigint[]) AS i(id)
@@ -196,11 +192,9 @@ func flipOnce(ctx context.Context, conn *pgx.Conn, ids []int64, dead []flow.Item
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	for _, it := range dead {
-		args, err := deadLetterArgs(it)
-		if err != nil {
+		if err := deadletter.Queue(b, it.Event, it.DeadLetter); err != nil {
 			return 0, err
 		}
-		b.Queue(deadLetterSQL, args...)
 	}
 	b.Queue(flipSQL, ids)
 	b.Queue("COMMIT")
@@ -233,20 +227,4 @@ func readFlip(br pgx.BatchResults, dead []flow.Item, res *FlipResult) (int64, er
 		return 0, fmt.Errorf("read WAL position: %w", err)
 	}
 	return tag.RowsAffected(), nil
-}
-
-func deadLetterArgs(it flow.Item) ([]any, error) {
-	ev := it.Event
-	var headers []byte
-	if ev.Headers != nil {
-		var err error
-		if headers, err = json.Marshal(ev.Headers); err != nil {
-			return nil, fmt.Errorf("dead letter %s: encode headers: %w", ev.EventIDString(), err)
-		}
-	}
-	var created *time.Time
-	if !ev.CreatedAt.IsZero() {
-		created = &ev.CreatedAt
-	}
-	return []any{ev.EventIDString(), ev.ID, ev.Subject, ev.Payload, headers, created, it.DeadLetter.Error()}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/urfave/cli/v2"
 
+	"github.com/cdcrelay/cdcrelay/deadletter"
 	"github.com/cdcrelay/cdcrelay/relay"
 )
 
@@ -55,31 +56,6 @@ until the relay published the event and confirms it is in the stream.`,
 	}
 }
 
-// deadLetter is a row of bus.dead_letter.
-type deadLetter struct {
-	EventID        string          `json:"event_id"`
-	OutboxID       int64           `json:"outbox_id"`
-	Subject        string          `json:"subject"`
-	Payload        []byte          `json:"payload"`
-	Headers        json.RawMessage `json:"headers,omitempty"`
-	CreatedAt      time.Time       `json:"created_at"`
-	Error          string          `json:"error"`
-	DeadLetteredAt time.Time       `json:"dead_lettered_at"`
-	ReplayedAt     *time.Time      `json:"replayed_at"`
-}
-
-const deadLetterColumns = `event_id::text, outbox_id, subject, payload, headers, created_at, error, dead_lettered_at, replayed_at`
-
-func scanDeadLetter(row pgx.CollectableRow) (deadLetter, error) {
-	var d deadLetter
-	var headers []byte
-	err := row.Scan(&d.EventID, &d.OutboxID, &d.Subject, &d.Payload, &headers, &d.CreatedAt, &d.Error, &d.DeadLetteredAt, &d.ReplayedAt)
-	if len(headers) > 0 {
-		d.Headers = headers
-	}
-	return d, err
-}
-
 // connectDB connects for a one-off command, naming it in pg_stat_activity.
 func connectDB(c *cli.Context, name string) (*pgx.Conn, error) {
 	url := c.String("database-url")
@@ -104,20 +80,15 @@ func deadletterList(c *cli.Context) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(c.Context))
-	rows, err := conn.Query(c.Context, `SELECT `+deadLetterColumns+` FROM bus.dead_letter
-WHERE $1 OR replayed_at IS NULL ORDER BY dead_lettered_at, event_id LIMIT $2`, c.Bool("all"), c.Int("limit"))
+	list, err := deadletter.List(c.Context, conn, c.Bool("all"), c.Int("limit"))
 	if err != nil {
-		return fmt.Errorf("read bus.dead_letter: %w", err)
-	}
-	list, err := pgx.CollectRows(rows, scanDeadLetter)
-	if err != nil {
-		return fmt.Errorf("read bus.dead_letter: %w", err)
+		return err
 	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(c.App.Writer)
 		enc.SetIndent("", "  ")
 		if list == nil {
-			list = []deadLetter{}
+			list = []deadletter.Row{}
 		}
 		return enc.Encode(list)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cdcrelay/cdcrelay/deadletter"
 	"github.com/cdcrelay/cdcrelay/internal/relaytest"
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
 	"github.com/cdcrelay/cdcrelay/outbox"
@@ -35,7 +36,7 @@ func TestDeadLetterReplayDeliversOnce(t *testing.T) {
 	withNATS := append([]string{"--nats-url", h.NATS.URL()}, db...)
 
 	code, out, errOut := runCLI(t, append([]string{"deadletter", "list", "--json"}, db...)...)
-	var list []deadLetter
+	var list []deadletter.Row
 	if err := json.Unmarshal([]byte(out), &list); code != 0 || err != nil {
 		t.Fatalf("deadletter list --json: %d %v\n%s%s", code, err, out, errOut)
 	}

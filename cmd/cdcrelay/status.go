@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
+	"github.com/cdcrelay/cdcrelay/deadletter"
 	"github.com/cdcrelay/cdcrelay/election"
 	"github.com/cdcrelay/cdcrelay/metrics"
 	"github.com/cdcrelay/cdcrelay/relay"
@@ -199,13 +200,11 @@ func gatherStatus(ctx context.Context, c *cli.Context) (*status, error) {
 	if err := outboxState(ctx, conn, c.Duration("count-timeout"), st, problem, warn, c.Duration("max-age")); err != nil {
 		return nil, err
 	}
-	if err := conn.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE replayed_at IS NULL), coalesce(max(dead_lettered_at), 'epoch')
-FROM bus.dead_letter`).Scan(&st.DeadLetters.Total, &st.DeadLetters.Unreplayed, &st.DeadLetters.LatestAt); err != nil {
-		return nil, fmt.Errorf("read bus.dead_letter: %w", err)
+	dead, err := deadletter.Count(ctx, conn)
+	if err != nil {
+		return nil, err
 	}
-	if st.DeadLetters.LatestAt.Unix() == 0 {
-		st.DeadLetters.LatestAt = time.Time{}
-	}
+	st.DeadLetters = deadLetterStatus{Total: dead.Total, Unreplayed: dead.Unreplayed, LatestAt: dead.LatestAt}
 	if n := st.DeadLetters.Unreplayed; n > 0 {
 		warn("%d dead letter(s) not replayed: see `cdcrelay deadletter list`", n)
 	}
