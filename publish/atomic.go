@@ -127,7 +127,6 @@ func (p *Pipeline) atomicStep(ctx context.Context, s *sendState, a *atomicState)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.stats.Recoveries++
 	p.count(func(c *Counters) { c.Recoveries.Add(1) })
 	switch {
 	case g.txs > 1:
@@ -255,7 +254,6 @@ func (p *Pipeline) handOver(g group, reason string, notAtomic bool) {
 		return
 	}
 	p.count(func(c *Counters) { c.NotAtomic.Add(1) })
-	p.stats.NotAtomic++
 	if p.cfg.OnNotAtomic != nil {
 		p.cfg.OnNotAtomic(g.events, reason)
 	}
@@ -329,7 +327,6 @@ func (p *Pipeline) resolveAtomic(end uint64, sentAt time.Time) {
 	now := time.Now()
 	for p.w.resolved < end {
 		if p.w.items[p.w.slot(p.w.resolved)].Event != nil {
-			p.stats.Published++
 			p.count(func(c *Counters) { c.Published.Add(1) })
 			if p.cfg.OnAck != nil {
 				p.cfg.OnAck(now.Sub(sentAt))

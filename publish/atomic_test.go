@@ -228,7 +228,7 @@ func TestAtomicTransactionsAllOrNothingAcrossFaults(t *testing.T) {
 		// A random point: some items resolved, or all of them.
 		target := min(len(items)-from, 1+rng.IntN(400))
 		testenv.Eventually(t, time.Minute, func() error {
-			s := r.pipe.Stats()
+			s := statsOf(r.pipe)
 			if int(s.Published) < target/2 && !(s.Published > 0 && s.InFlight == 0) {
 				return fmt.Errorf("round %d: %d published", round, s.Published)
 			}
@@ -282,20 +282,20 @@ func TestAtomicResendOfStoredTransactions(t *testing.T) {
 	cfg := publish.Config{Stream: "bus", AtomicTransactions: true, AtomicMaxBatch: 20}
 	half := len(x.items()) / 2
 	r := startRun(t, nc, cfg, items[:half])
-	waitStats(t, r.pipe, func(s publish.Stats) bool { return s.InFlight == 0 && s.Published > 0 })
+	waitStats(t, r.pipe, func(s stats) bool { return s.InFlight == 0 && s.Published > 0 })
 	r.kill()
 	r = startRun(t, nc, cfg, items)
-	waitStats(t, r.pipe, func(s publish.Stats) bool { return s.InFlight == 0 && int(s.Published) >= len(x.events())/2 })
-	s := r.pipe.Stats()
+	waitStats(t, r.pipe, func(s stats) bool { return s.InFlight == 0 && int(s.Published) >= len(x.events())/2 })
+	s := statsOf(r.pipe)
 	r.kill()
 	checkMessagesAtomic(t, testenv.StreamMessages(t, ns.URL(), "bus"), x)
 	t.Logf("stats of the second run: %+v", s)
 }
 
-func waitStats(t *testing.T, p *publish.Pipeline, ok func(publish.Stats) bool) {
+func waitStats(t *testing.T, p *publish.Pipeline, ok func(stats) bool) {
 	t.Helper()
 	testenv.Eventually(t, time.Minute, func() error {
-		if s := p.Stats(); !ok(s) {
+		if s := statsOf(p); !ok(s) {
 			return fmt.Errorf("stats %+v", s)
 		}
 		return nil
@@ -314,8 +314,8 @@ func TestAtomicOversizedTransactionGoesTheOrdinaryWay(t *testing.T) {
 	cfg := publish.Config{Stream: "bus", AtomicTransactions: true, AtomicMaxBatch: 10, MaxInFlight: 64,
 		Counters: counters, OnNotAtomic: func(n int, _ string) { told.Add(int64(n)) }}
 	r := startRun(t, nc, cfg, x.items())
-	waitStats(t, r.pipe, func(s publish.Stats) bool { return s.InFlight == 0 && int(s.Published) == len(x.events()) })
-	s := r.pipe.Stats()
+	waitStats(t, r.pipe, func(s stats) bool { return s.InFlight == 0 && int(s.Published) == len(x.events()) })
+	s := statsOf(r.pipe)
 	r.kill()
 	msgs := testenv.StreamMessages(t, ns.URL(), "bus")
 	checkMessagesAtomic(t, msgs, x)
@@ -373,7 +373,7 @@ func TestAtomicPermissionDeniedGoesTheOrdinaryWay(t *testing.T) {
 	x[1][2].Subject = "a.denied.x"
 	cfg := publish.Config{Stream: "bus", AtomicTransactions: true, AckTimeout: time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
 	r := startRun(t, nc, cfg, x.items())
-	waitStats(t, r.pipe, func(s publish.Stats) bool { return s.InFlight == 0 && s.DeadLetters == 1 && s.Published == 8 })
+	waitStats(t, r.pipe, func(s stats) bool { return s.InFlight == 0 && s.DeadLetters == 1 && s.Published == 8 })
 	r.kill()
 	msgs := testenv.StreamMessages(t, srv.URL(), "bus")
 	if len(msgs) != 8 || msgs[5].ID != x[1][3].EventIDString() {

@@ -83,7 +83,7 @@ func TestStreamLeaderNodeDiesAndReturns(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, func() error {
 		if got := len(f.resolvedItems()); got < n {
 			return fmt.Errorf("%d of %d resolved 30 s after the node came back: %+v; last retries: %q",
-				got, n, f.pipe.Stats(), f.lastRetries(5))
+				got, n, statsOf(f.pipe), f.lastRetries(5))
 		}
 		return nil
 	})
@@ -91,7 +91,7 @@ func TestStreamLeaderNodeDiesAndReturns(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkMessages(t, readStream(t, f.js, "bus"), evs)
-	t.Logf("stats %+v", f.pipe.Stats())
+	t.Logf("stats %+v", statsOf(f.pipe))
 }
 
 // readStream reads every message of a stream by sequence, retrying while

@@ -80,7 +80,7 @@ type Config struct {
 	// and why.
 	OnNotAtomic func(events int, reason string)
 	// Counters, when set, accumulates counts across pipelines (one per
-	// leadership term) for metrics.
+	// leadership term) for metrics; otherwise the pipeline counts alone.
 	Counters *Counters
 }
 
@@ -97,6 +97,9 @@ type Counters struct {
 }
 
 func (c *Config) setDefaults() {
+	if c.Counters == nil {
+		c.Counters = &Counters{}
+	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = DefaultMaxInFlight
 	}

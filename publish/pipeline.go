@@ -75,15 +75,11 @@ type Pipeline struct {
 	wg     sync.WaitGroup
 }
 
-// Stats are running counts for metrics and status.
+// Stats are the pipeline's state now, for metrics, readiness and status;
+// the event counts are in Counters.
 type Stats struct {
-	Published   uint64 // stored by JetStream (or found stored already)
-	Duplicates  uint64 // acked as duplicates where JetStream says so
-	DeadLetters uint64
-	Recoveries  uint64 // batches that broke and were sent again
-	NotAtomic   uint64 // transactions published the ordinary way under AtomicTransactions
-	InFlight    int
-	InFlightB   int64
+	InFlight  int
+	InFlightB int64
 	// StalledSince is when publishing last stopped making progress on a
 	// failure that is being retried, and StallCause why; zero while
 	// publishing goes well.
@@ -323,10 +319,8 @@ func (p *Pipeline) advance() {
 			return
 		case seq > 0:
 			if p.b.duplicate && seq == 1 {
-				p.stats.Duplicates++
 				p.count(func(c *Counters) { c.Duplicates.Add(1) })
 			} else {
-				p.stats.Published++
 				p.count(func(c *Counters) { c.Published.Add(1) })
 			}
 			if p.cfg.OnAck != nil {
@@ -336,7 +330,6 @@ func (p *Pipeline) advance() {
 				p.cfg.OnAck(now.Sub(p.w.sentAt[i]))
 			}
 		case it.DeadLetter != nil:
-			p.stats.DeadLetters++
 			p.count(func(c *Counters) { c.DeadLetters.Add(1) })
 		}
 		p.w.resolved++
@@ -351,11 +344,10 @@ func (p *Pipeline) finishAdvance(from uint64) {
 	}
 }
 
-func (p *Pipeline) count(f func(*Counters)) {
-	if p.cfg.Counters != nil {
-		f(p.cfg.Counters)
-	}
-}
+func (p *Pipeline) count(f func(*Counters)) { f(p.cfg.Counters) }
+
+// Counters are the event counts: Config.Counters, or the pipeline's own.
+func (p *Pipeline) Counters() *Counters { return p.cfg.Counters }
 
 func (p *Pipeline) report(err error) {
 	p.mu.Lock()

@@ -264,7 +264,7 @@ func TestPublishesInOrderWithHeaders(t *testing.T) {
 		}
 	}
 	checkStream(t, f.url, evs)
-	if s := f.pipe.Stats(); s.Published != uint64(len(evs)) || s.InFlight != 0 {
+	if s := statsOf(f.pipe); s.Published != uint64(len(evs)) || s.InFlight != 0 {
 		t.Fatalf("stats %+v", s)
 	}
 }
@@ -291,7 +291,7 @@ func TestOrderAndNoDuplicatesAcrossNATSRestart(t *testing.T) {
 	}
 	waitResolved(t, f, n)
 	checkStream(t, f.url, evs)
-	if s := f.pipe.Stats(); s.Recoveries == 0 {
+	if s := statsOf(f.pipe); s.Recoveries == 0 {
 		t.Fatalf("the restart broke no batch: %+v", s)
 	}
 }
@@ -316,7 +316,7 @@ func TestResendAfterRestartIsDeduplicated(t *testing.T) {
 	checkStream(t, f.url, evs)
 	// In a batch JetStream skips duplicates without saying which: the
 	// stream's content above is the proof.
-	if s := f.pipe.Stats(); s.Duplicates+s.Published != 1500 {
+	if s := statsOf(f.pipe); s.Duplicates+s.Published != 1500 {
 		t.Fatalf("stats %+v: want 1500 events acked", s)
 	}
 }
@@ -392,7 +392,7 @@ func TestWindowBoundsCountAndBytes(t *testing.T) {
 			if admitted != tc.admitted {
 				t.Fatalf("admitted %d events, want %d", admitted, tc.admitted)
 			}
-			if s := p.Stats(); s.InFlight != admitted {
+			if s := statsOf(p); s.InFlight != admitted {
 				t.Fatalf("in flight %d, want %d", s.InFlight, admitted)
 			}
 		})
@@ -433,4 +433,16 @@ func TestCheckServerAcceptsTheEmbeddedServer(t *testing.T) {
 	if err := publish.CheckServer(nc); err != nil {
 		t.Fatalf("nats-server %s: %v", nc.ConnectedServerVersion(), err)
 	}
+}
+
+// stats is what the tests read of a pipeline: its state and its counts.
+type stats struct {
+	publish.Stats
+	Published, Duplicates, DeadLetters, Recoveries, NotAtomic uint64
+}
+
+func statsOf(p *publish.Pipeline) stats {
+	c := p.Counters()
+	return stats{Stats: p.Stats(), Published: c.Published.Load(), Duplicates: c.Duplicates.Load(),
+		DeadLetters: c.DeadLetters.Load(), Recoveries: c.Recoveries.Load(), NotAtomic: c.NotAtomic.Load()}
 }

@@ -55,7 +55,7 @@ func TestPublishPermissionViolationIsDeadLettered(t *testing.T) {
 		}
 	}
 	checkStream(t, f.url, stored)
-	if s := f.pipe.Stats(); s.DeadLetters != uint64(len(denied)) {
+	if s := statsOf(f.pipe); s.DeadLetters != uint64(len(denied)) {
 		t.Fatalf("stats %+v: want %d dead letters", s, len(denied))
 	}
 }

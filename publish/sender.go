@@ -370,7 +370,6 @@ func (p *Pipeline) finishBatch() (retry error, recheck bool) {
 	p.w.sent = p.w.resolved
 	*b = batch{}
 	if retry != nil {
-		p.stats.Recoveries++
 		p.count(func(c *Counters) { c.Recoveries.Add(1) })
 	}
 	return retry, recheck

@@ -106,7 +106,7 @@ func TestSharedStreamWithForeignPublisherAndRestart(t *testing.T) {
 		ours = append(ours, m)
 	}
 	checkMessages(t, ours, evs)
-	s := f.pipe.Stats()
+	s := statsOf(f.pipe)
 	t.Logf("%d foreign messages stored beside %d events; stats %+v", foreignStored, n, s)
 	if foreignStored < 1000 {
 		t.Fatalf("only %d foreign messages in the stream", foreignStored)
