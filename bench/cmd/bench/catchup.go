@@ -15,8 +15,14 @@ import (
 // cdcrelay's slot exists and the backlog waits in WAL, as it does after a
 // NATS outage (not in the slot-creation backfill).
 func (s *session) runCatchup(ctx context.Context) (report.CatchupRun, error) {
-	o := s.env.o
-	run := report.CatchupRun{System: s.sys.name(), Events: o.backlog}
+	return s.drainBacklog(ctx, "catchup", s.env.o.backlog, 100)
+}
+
+// drainBacklog writes n events in batch-event transactions while the system
+// is down and times how long a replica started on them takes to drain them;
+// label names the run's profile.
+func (s *session) drainBacklog(ctx context.Context, label string, n int64, batch int) (report.CatchupRun, error) {
+	run := report.CatchupRun{System: s.sys.name(), Events: n}
 	if len(s.sys.replicas()) == 0 {
 		if _, err := s.sys.start(ctx, s, true); err != nil {
 			return run, err
@@ -25,7 +31,7 @@ func (s *session) runCatchup(ctx context.Context) (report.CatchupRun, error) {
 	if err := s.sys.stop(); err != nil {
 		return run, err
 	}
-	if _, err := s.writeBacklog(ctx, o.backlog); err != nil {
+	if _, err := s.writeBacklog(ctx, n, batch); err != nil {
 		return run, err
 	}
 	info, err := s.stream.Info(ctx)
@@ -47,9 +53,9 @@ func (s *session) runCatchup(ctx context.Context) (report.CatchupRun, error) {
 		return run, err
 	}
 	// The profile covers the drain if it takes at least 5 s.
-	wait := s.profileLeader(ctx, "catchup", 5*time.Second)
+	wait := s.profileLeader(ctx, label, 5*time.Second)
 	defer wait()
-	lastAck, err := s.waitAcked(ctx, base, o.backlog, 10*time.Minute)
+	lastAck, err := s.waitAcked(ctx, base, n, 10*time.Minute)
 	if err != nil {
 		return run, err
 	}
@@ -69,26 +75,26 @@ func (s *session) runCatchup(ctx context.Context) (report.CatchupRun, error) {
 	run.Drain = lastAck.Sub(first.Time).Seconds()
 	run.Flipped = flipped.Sub(t0).Seconds()
 	if run.Drain > 0 {
-		run.Rate = float64(o.backlog) / run.Drain
+		run.Rate = float64(n) / run.Drain
 	}
 	if rss, err := procfs.PeakRSS(p.PID()); err == nil {
 		run.PeakRSS = rss
 	}
-	run.Cost = s.cost(before, after, o.backlog)
+	run.Cost = s.cost(before, after, n)
 	run.Noise = s.env.noise(before, after)
-	s.env.logf("  catch-up %-8s %d events: %.2fs to the last ack (drain %.2fs, %.0f events/s), flipped at %.2fs, RSS %d MiB",
-		s.sys.name(), o.backlog, run.Total, run.Drain, run.Rate, run.Flipped, run.PeakRSS>>20)
+	s.env.logf("  %s %-8s %d events in %d-event tx: %.2fs to the last ack (drain %.2fs, %.0f events/s), flipped at %.2fs, RSS %d MiB; CPU s/100k: relay %.2f NATS %.2f",
+		label, s.sys.name(), n, batch, run.Total, run.Drain, run.Rate, run.Flipped, run.PeakRSS>>20, run.Cost.ConsumerCPU, run.Cost.NATSCPU)
 	return run, nil
 }
 
-// writeBacklog writes n events on a subject of their own while no consumer
-// runs, then checkpoints and waits for a quiet machine: the state a
-// consumer started next finds after an outage.
-func (s *session) writeBacklog(ctx context.Context, n int64) (string, error) {
+// writeBacklog writes n events in batch-event transactions on a subject of
+// their own while no consumer runs, then checkpoints and waits for a quiet
+// machine: the state a consumer started next finds after an outage.
+func (s *session) writeBacklog(ctx context.Context, n int64, batch int) (string, error) {
 	o := s.env.o
 	subject, tag := s.nextSubject()
 	g, err := load.New(s.pool, load.Config{
-		Writers: o.writers, Mode: load.Closed, Batch: 100, Events: n,
+		Writers: o.writers, Mode: load.Closed, Batch: batch, Events: n,
 		PayloadSize: o.payload, Subject: subject, Tag: tag,
 	})
 	if err != nil {

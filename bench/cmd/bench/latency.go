@@ -14,10 +14,18 @@ import (
 )
 
 // runLatency offers rate events/s open loop and measures each event's trip;
-// tapped also times its stages (cdcrelay only: see tap).
-func (s *session) runLatency(ctx context.Context, round int, rate float64, tapped bool) (report.LatencyRun, error) {
+// tapped also times its stages (cdcrelay only: see tap). With batch 0 a free
+// writer commits every event due, up to 100, in one transaction; with batch
+// > 0 transactions of batch events are due on the schedule (load.Fixed).
+func (s *session) runLatency(ctx context.Context, round int, rate float64, batch int, tapped bool) (report.LatencyRun, error) {
 	o := s.env.o
 	run := report.LatencyRun{System: s.sys.name(), Round: round, Rate: rate}
+	mode, label := load.Adaptive, fmt.Sprintf("latency-%.0f-r%d", rate, round)
+	if batch > 0 {
+		mode, label = load.Fixed, fmt.Sprintf("%s-tx%d", label, batch)
+	} else {
+		batch = 100
+	}
 	if err := s.env.waitQuiet(ctx); err != nil {
 		return run, err
 	}
@@ -26,7 +34,7 @@ func (s *session) runLatency(ctx context.Context, round int, rate float64, tappe
 	}
 	subject, tag := s.nextSubject()
 	g, err := load.New(s.pool, load.Config{
-		Writers: o.writers, Mode: load.Adaptive, Rate: rate, Batch: 100, Window: o.latencyDur,
+		Writers: o.writers, Mode: mode, Rate: rate, Batch: batch, Window: o.latencyDur,
 		Grace: 5 * time.Second, PayloadSize: o.payload, Subject: subject, Tag: tag, Record: true,
 	})
 	if err != nil {
@@ -51,7 +59,7 @@ func (s *session) runLatency(ctx context.Context, round int, rate float64, tappe
 	if err != nil {
 		return run, err
 	}
-	wait := s.profileLeader(ctx, fmt.Sprintf("latency-%.0f-r%d", rate, round), o.latencyDur)
+	wait := s.profileLeader(ctx, label, o.latencyDur)
 	res, err := g.Run(ctx, time.Now().Add(10*time.Millisecond))
 	wait()
 	if err != nil {
@@ -103,13 +111,13 @@ func (s *session) runLatency(ctx context.Context, round int, rate float64, tappe
 	}
 	run.CommitAck, run.CommitRecv, run.IntendedRecv = percentiles(commitAck), percentiles(commitRecv), percentiles(intendedRecv)
 	if o.profileDir != "" {
-		if err := writeTimes(filepath.Join(o.profileDir, fmt.Sprintf("%s-%s-latency-%.0f-r%d.csv", s.db, s.sys.name(), rate, round)), g, res, r); err != nil {
+		if err := writeTimes(filepath.Join(o.profileDir, fmt.Sprintf("%s-%s-%s.csv", s.db, s.sys.name(), label)), g, res, r); err != nil {
 			s.env.logf("  %v", err)
 		}
 	}
-	s.env.logf("  latency %-8s %6.0f/s: commit→ack p50 %.2f p99 %.2f p99.9 %.2f max %.2f ms; intended→recv p99 %.2f ms; %.1f events/tx%s",
+	s.env.logf("  latency %-8s %6.0f/s: commit→ack p50 %.2f p99 %.2f p99.9 %.2f max %.2f ms; intended→recv p99 %.2f ms; %.1f events/tx; consumer CPU %.2f s/100k%s",
 		s.sys.name(), rate, run.CommitAck.P50, run.CommitAck.P99, run.CommitAck.P999, run.CommitAck.Max,
-		run.IntendedRecv.P99, run.EventsPerTx, map[bool]string{true: ", BEHIND", false: ""}[run.Behind])
+		run.IntendedRecv.P99, run.EventsPerTx, run.Cost.ConsumerCPU, map[bool]string{true: ", BEHIND", false: ""}[run.Behind])
 	return run, nil
 }
 

@@ -1,7 +1,8 @@
 // Command bench measures cdcrelay side by side with the LISTEN/poll drain it
 // replaces (bench/poller), against real Postgres and real NATS on one
 // machine: writer cost, sustained throughput, latency, database cost,
-// catch-up and failover, the systems interleaved round by round. It prints a
+// catch-up and failover, the systems interleaved round by round, and
+// cdcrelay's atomic mode beside its default. It prints a
 // Markdown table and writes it, JSON and an SVG plot to bench/results.
 //
 //	go run ./bench/cmd/bench -relay-bin bin/cdcrelay [-quick]
@@ -71,6 +72,7 @@ func run(ctx context.Context, o *options) error {
 		PayloadBytes: o.payload, Writers: o.writers, Window: o.window, Rounds: o.rounds,
 		WriterWindow: o.writerDur, LatencyWindow: o.latencyDur, LatencyRates: o.latencyRates, StageRates: o.stageRates,
 		SustainWindow: o.sustainWindow, Backlog: o.backlog, SharedBacklog: o.sharedBacklog, ForeignRate: o.foreignRate, Failovers: o.failovers, FailoverRate: o.failoverRate,
+		AtomicRate: o.atomicRate, AtomicBatches: o.atomicBatches, AtomicBacklog: o.atomicBacklog,
 		PostgresConfig: pgSettings(),
 	}}
 	res.Machine.LoadAvg, _ = procfs.LoadAvg()
@@ -90,6 +92,7 @@ func run(ctx context.Context, o *options) error {
 		}
 	}
 	e.runRounds(ctx, res, systems)
+	e.runAtomic(ctx, res, systems)
 	e.runHeavy(ctx, res, systems)
 	e.keep = len(res.Errors) > 0
 	if ctx.Err() != nil {
@@ -110,44 +113,48 @@ func (e *env) runRounds(ctx context.Context, res *report.Results, systems []syst
 	if o.only["writer"] {
 		all = append([]system{&noConsumer{}}, systems...)
 	}
-	for round := 1; round <= o.rounds; round++ {
-		for i := range all {
-			sys := all[(i+round-1)%len(all)]
-			if !sys.consumes() && !o.only["writer"] {
-				continue
-			}
-			e.logf("round %d/%d: %s", round, o.rounds, sys.name())
-			err := e.inSession(ctx, sys, func(s *session) error {
-				if sys.consumes() {
-					idle, err := s.runIdle(ctx, round, o.idleDur)
-					if err != nil {
-						return fmt.Errorf("idle: %w", err)
-					}
-					res.Idle = append(res.Idle, idle)
-				}
-				if o.only["writer"] {
-					for _, batch := range []int{1, 100} {
-						w, err := s.runWriter(ctx, round, batch)
-						if err != nil {
-							return fmt.Errorf("writer batch %d: %w", batch, err)
-						}
-						res.Writer = append(res.Writer, w)
-					}
-				}
-				if o.only["latency"] && sys.consumes() {
-					for _, rate := range o.latencyRates {
-						l, err := s.runLatency(ctx, round, rate, false)
-						if err != nil {
-							return fmt.Errorf("latency at %.0f/s: %w", rate, err)
-						}
-						res.Latency = append(res.Latency, l)
-					}
-				}
-				return nil
-			})
+	e.interleave(ctx, res, "", all, func(s *session, round int) error {
+		if s.sys.consumes() {
+			idle, err := s.runIdle(ctx, round, o.idleDur)
 			if err != nil {
-				res.Errors = append(res.Errors, fmt.Sprintf("%s round %d: %v", sys.name(), round, err))
-				e.logf("%s round %d: %v", sys.name(), round, err)
+				return fmt.Errorf("idle: %w", err)
+			}
+			res.Idle = append(res.Idle, idle)
+		}
+		if o.only["writer"] {
+			for _, batch := range []int{1, 100} {
+				w, err := s.runWriter(ctx, round, batch)
+				if err != nil {
+					return fmt.Errorf("writer batch %d: %w", batch, err)
+				}
+				res.Writer = append(res.Writer, w)
+			}
+		}
+		if o.only["latency"] && s.sys.consumes() {
+			for _, rate := range o.latencyRates {
+				l, err := s.runLatency(ctx, round, rate, 0, false)
+				if err != nil {
+					return fmt.Errorf("latency at %.0f/s: %w", rate, err)
+				}
+				res.Latency = append(res.Latency, l)
+			}
+		}
+		return nil
+	})
+}
+
+// interleave runs f on a fresh session of each system, round by round,
+// rotating who goes first; a round that fails is recorded as what (a
+// prefix of "round") and the others go on.
+func (e *env) interleave(ctx context.Context, res *report.Results, what string, systems []system, f func(s *session, round int) error) {
+	for round := 1; round <= e.o.rounds; round++ {
+		for i := range systems {
+			sys := systems[(i+round-1)%len(systems)]
+			e.logf("%sround %d/%d: %s", what, round, e.o.rounds, sys.name())
+			err := e.inSession(ctx, sys, func(s *session) error { return f(s, round) })
+			if err != nil {
+				res.Errors = append(res.Errors, fmt.Sprintf("%s %sround %d: %v", sys.name(), what, round, err))
+				e.logf("%s %sround %d: %v", sys.name(), what, round, err)
 			}
 			if ctx.Err() != nil {
 				return

@@ -45,6 +45,12 @@ type options struct {
 	failovers     int
 	failoverRate  float64
 
+	// atomicRate, atomicBatches and atomicBacklog shape the runs of
+	// cdcrelay in atomic mode beside the default (runAtomic).
+	atomicRate    float64
+	atomicBatches []int
+	atomicBacklog int64
+
 	render      string
 	maxForeign  float64
 	quietBudget time.Duration
@@ -52,7 +58,7 @@ type options struct {
 }
 
 // measurements are every measurement, in the order they run.
-const measurements = "writer,latency,stages,sustain,shared,catchup,failover"
+const measurements = "writer,latency,atomic,stages,sustain,shared,catchup,failover"
 
 func parseOptions(args []string) (*options, error) {
 	o := &options{}
@@ -82,6 +88,9 @@ func parseOptions(args []string) (*options, error) {
 	fs.Float64Var(&o.foreignRate, "foreign-rate", 1000, "messages/s of the foreign publisher in the shared-stream drain")
 	fs.IntVar(&o.failovers, "failovers", 5, "leader kills per system")
 	fs.Float64Var(&o.failoverRate, "failover-rate", 2000, "offered rate during failovers, events/s")
+	fs.Float64Var(&o.atomicRate, "atomic-rate", 5000, "offered rate of the latency runs of cdcrelay's atomic and default modes, events/s")
+	atomicBatches := fs.String("atomic-batches", "10,100", "events per transaction in the runs of cdcrelay's atomic and default modes")
+	fs.Int64Var(&o.atomicBacklog, "atomic-backlog", 200_000, "events in each backlog drained by cdcrelay's atomic and default modes")
 	fs.Float64Var(&o.maxForeign, "max-foreign", 0.3, "wait before a run while others use more than this many cores")
 	fs.DurationVar(&o.quietBudget, "quiet-budget", 30*time.Second, "the most the whole run waits for a quiet machine")
 	fs.StringVar(&o.render, "render", "", "only render the Markdown and SVG of an earlier run's JSON file")
@@ -96,6 +105,7 @@ func parseOptions(args []string) (*options, error) {
 			"rounds": "1", "writer-duration": "2s", "latency-rates": "1000,10000", "stage-rates": "1000", "latency-duration": "3s",
 			"sustain-probes": "2", "sustain-probe": "3s", "sustain-window": "4s",
 			"backlog": "100000", "shared-backlog": "40000", "failovers": "2", "quiet-budget": "5s", "idle-duration": "1s",
+			"atomic-backlog": "30000",
 		}
 		for name, v := range quick {
 			if !set[name] {
@@ -111,6 +121,13 @@ func parseOptions(args []string) (*options, error) {
 	}
 	if o.stageRates, err = parseRates("stage-rates", *stageRates); err != nil {
 		return nil, err
+	}
+	for _, f := range splitList(*atomicBatches) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-atomic-batches: bad transaction size %q", f)
+		}
+		o.atomicBatches = append(o.atomicBatches, n)
 	}
 	o.systems = splitList(*systems)
 	for _, s := range o.systems {

@@ -58,9 +58,11 @@ func (e *env) newSession(ctx context.Context, sys system) (_ *session, err error
 	}
 	// The stream the relay would create for itself, so both systems
 	// publish into the same store, dedup window and limits; it also
-	// captures the foreign publisher's subjects (runShared).
+	// captures the foreign publisher's subjects (runShared). Only the
+	// atomic relay's runs allow atomic batches, which it needs.
 	if _, err := publish.EnsureStream(ctx, e.js, publish.StreamConfig{
 		Name: streamName, Subjects: []string{streamSubject, foreignSubjects}, MaxBytes: 4 << 30,
+		AllowAtomic: needsAtomic(sys),
 	}); err != nil {
 		return nil, err
 	}

@@ -62,7 +62,7 @@ func (s *session) drainShared(ctx context.Context, rate float64) (report.SharedD
 	if err := s.fresh(ctx); err != nil {
 		return d, err
 	}
-	subject, err := s.writeBacklog(ctx, s.env.o.sharedBacklog)
+	subject, err := s.writeBacklog(ctx, s.env.o.sharedBacklog, 100)
 	if err != nil {
 		return d, err
 	}

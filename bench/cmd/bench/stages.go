@@ -13,7 +13,7 @@ import (
 func (s *session) runStages(ctx context.Context) ([]report.LatencyRun, error) {
 	var out []report.LatencyRun
 	for _, rate := range s.env.o.stageRates {
-		l, err := s.runLatency(ctx, 1, rate, true)
+		l, err := s.runLatency(ctx, 1, rate, 0, true)
 		if err != nil {
 			return out, err
 		}

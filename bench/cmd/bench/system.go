@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -98,13 +99,33 @@ type relaySystem struct {
 	bin   string
 	extra []string
 	env   *env
+	// atomic runs it with --atomic-transactions, on a stream that allows
+	// atomic batches.
+	atomic bool
 	// addrs are the replicas' --metrics-addr (where /debug/pprof is).
 	addrs map[*sut.Proc]string
 }
 
-func (*relaySystem) name() string                            { return report.Relay }
 func (*relaySystem) consumes() bool                          { return true }
 func (*relaySystem) prepare(context.Context, *session) error { return nil }
+
+func (r *relaySystem) name() string {
+	if r.atomic {
+		return report.RelayAtomic
+	}
+	return report.Relay
+}
+
+// atomicTwin is the same relay in atomic mode.
+func (r *relaySystem) atomicTwin() *relaySystem {
+	return &relaySystem{bin: r.bin, extra: append(slices.Clone(r.extra), "--atomic-transactions"), env: r.env, atomic: true}
+}
+
+// needsAtomic reports whether sys needs a stream that allows atomic batches.
+func needsAtomic(sys system) bool {
+	r, ok := sys.(*relaySystem)
+	return ok && r.atomic
+}
 
 func (r *relaySystem) slot(s *session) string { return "cdcrelay_" + s.db }
 

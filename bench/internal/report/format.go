@@ -78,7 +78,8 @@ func median(vals []float64) float64 {
 
 // table is a Markdown table built row by row.
 type table struct {
-	b strings.Builder
+	b    strings.Builder
+	rows int // written, the head and its separator included
 }
 
 func newTable(head ...string) *table {
@@ -93,7 +94,14 @@ func newTable(head ...string) *table {
 }
 
 func (t *table) row(cells ...string) {
+	t.rows++
 	t.b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
 }
 
-func (t *table) String() string { return t.b.String() }
+// String is the table, or nothing when it has no rows below its head.
+func (t *table) String() string {
+	if t.rows <= 2 {
+		return ""
+	}
+	return t.b.String()
+}

@@ -40,6 +40,7 @@ func (r *Results) Markdown(svgName string) string {
 	r.failoverRows(t)
 	b.WriteString(t.String())
 	b.WriteString(r.targets())
+	b.WriteString(r.atomicSection())
 	if svgName != "" {
 		fmt.Fprintf(&b, "\n![latency percentiles vs offered rate](%s)\n", svgName)
 	}

@@ -185,6 +185,10 @@ func (r *Results) notes() string {
 	for _, c := range r.Catchup {
 		note("catch-up "+c.System, c.Noise)
 	}
+	for _, a := range r.Atomic {
+		note(fmt.Sprintf("latency %s %d-event tx round %d", a.System, a.Batch, a.Round), a.Latency.Noise)
+		note(fmt.Sprintf("drain %s %d-event tx round %d", a.System, a.Batch, a.Round), a.Drain.Noise)
+	}
 	if len(noisy) > 0 {
 		b.WriteString("\nRuns disturbed by other work on the machine: " + strings.Join(noisy, "; ") + ".\n")
 	}

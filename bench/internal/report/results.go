@@ -17,6 +17,9 @@ const (
 	None   = "none"
 	Relay  = "cdcrelay"
 	Poller = "poller"
+	// RelayAtomic is cdcrelay with --atomic-transactions, measured only
+	// beside its default mode (Results.Atomic).
+	RelayAtomic = "cdcrelay-atomic"
 )
 
 // Results is everything one `make bench` run measured.
@@ -37,6 +40,8 @@ type Results struct {
 	Shared    []SharedRun   `json:"shared"`
 	Catchup   []CatchupRun  `json:"catchup"`
 	Failover  []FailoverRun `json:"failover"`
+	// Atomic are cdcrelay's runs in atomic and default mode, side by side.
+	Atomic []AtomicRun `json:"atomic,omitempty"`
 	// Errors are measurements that could not run, with why.
 	Errors []string `json:"errors,omitempty"`
 }
@@ -70,6 +75,9 @@ type Settings struct {
 	ForeignRate    float64           `json:"foreign_rate"`
 	Failovers      int               `json:"failovers"`
 	FailoverRate   float64           `json:"failover_rate"`
+	AtomicRate     float64           `json:"atomic_rate,omitempty"`
+	AtomicBatches  []int             `json:"atomic_batches,omitempty"`
+	AtomicBacklog  int64             `json:"atomic_backlog,omitempty"`
 	PostgresConfig map[string]string `json:"postgres_config"`
 }
 

@@ -48,3 +48,30 @@ func TestStageRow(t *testing.T) {
 		}
 	}
 }
+
+func TestAtomicSection(t *testing.T) {
+	r := sample()
+	r.Settings.AtomicRate, r.Settings.AtomicBatches, r.Settings.AtomicBacklog = 5000, []int{10}, 300000
+	for _, sys := range []string{Relay, RelayAtomic} {
+		rate := map[string]float64{Relay: 100000, RelayAtomic: 80000}[sys]
+		for round := 1; round <= 2; round++ {
+			p := Percentiles{N: 1000, P50: 1, P99: 4, P999: 8, Max: 9}
+			r.Atomic = append(r.Atomic, AtomicRun{System: sys, Round: round, Batch: 10,
+				Latency: LatencyRun{System: sys, Rate: 5000, CommitAck: p, Cost: Cost{ConsumerCPU: 0.5, NATSCPU: 1}},
+				Drain:   CatchupRun{System: sys, Rate: rate + float64(round)*1000, Cost: Cost{ConsumerCPU: 0.25, NATSCPU: 0.75}}})
+		}
+	}
+	// A drain that did not run counts in neither rate nor CPU.
+	r.Atomic = append(r.Atomic, AtomicRun{System: RelayAtomic, Round: 3, Batch: 10, Latency: r.Atomic[2].Latency})
+	md := r.Markdown("")
+	for _, want := range []string{
+		"cdcrelay with `--atomic-transactions`", "drains of a 300 k-event backlog",
+		"| 10-event tx: drain rate, events/s | 101 k–102 k | 81.0 k–82.0 k | 0.80 |",
+		"| … relay (NATS) CPU s / 100k events, drain | 0.25 (0.75) | 0.25 (0.75) | 1.00 |",
+		"| 10-event tx at 5.0 k events/s: commit → JetStream ack, ms (p99 compared) | 1.00 / 4.00 / 8.00 / 9.00 | 1.00 / 4.00 / 8.00 / 9.00 | 1.00 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
