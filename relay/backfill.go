@@ -30,8 +30,8 @@ func (r *Relay) backfill(ctx context.Context, snap replication.Snapshot, pipe *p
 		return 0, fmt.Errorf("backfill: begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(snap.Name)); err != nil {
-		return 0, fmt.Errorf("backfill: import snapshot %s: %w", snap.Name, err)
+	if err := snap.Import(ctx, tx); err != nil {
+		return 0, fmt.Errorf("backfill: %w", err)
 	}
 	rows, err := tx.Query(ctx, backfillSQL)
 	if err != nil {
@@ -76,15 +76,4 @@ func waitDrained(ctx context.Context, pipe *publish.Pipeline) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-func quoteLiteral(s string) string {
-	out := []byte{'\''}
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\'' {
-			out = append(out, '\'')
-		}
-		out = append(out, s[i])
-	}
-	return string(append(out, '\''))
 }

@@ -16,8 +16,8 @@ import (
 // The snapshot lives only until the Conn that created it runs its next
 // command (Start included) or closes. Import it first, on another connection,
 // with BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT 'Name';
-// once imported it lasts as long as that transaction, and the Conn is free to
-// Start. The walsender applies no wal_sender_timeout before Start, so the
+// once imported (Import) it lasts as long as that transaction, and the Conn is
+// free to Start. The walsender applies no wal_sender_timeout before Start, so the
 // backfill may take as long as it needs (the slot holds WAL meanwhile).
 type Snapshot struct {
 	Name            string
@@ -59,6 +59,15 @@ func (c *Conn) CreateSlot(ctx context.Context, slot string) (Snapshot, error) {
 		return Snapshot{}, fmt.Errorf("%s: server exported no snapshot", op)
 	}
 	return Snapshot{Name: string(row[2]), ConsistentPoint: lsn}, nil
+}
+
+// Import makes tx see the snapshot. tx must be REPEATABLE READ (or
+// SERIALIZABLE) and have run no query yet.
+func (s Snapshot) Import(ctx context.Context, tx Querier) error {
+	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(s.Name)); err != nil {
+		return fmt.Errorf("import snapshot %s: %w", s.Name, err)
+	}
+	return nil
 }
 
 // ValidateSlotName applies the server's rule for slot names (lower-case
