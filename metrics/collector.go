@@ -10,11 +10,6 @@ import (
 	"github.com/cdcrelay/cdcrelay/relay"
 )
 
-// reconnectCauses are the causes a leadership term ends with, other than a
-// shutdown (relay.Snapshot.TermEnds). They are exported from the start, at
-// zero, so that rate() sees the first one.
-var reconnectCauses = []string{"leadership_lost", "postgres", "nats", "error"}
-
 var states = []election.State{election.StateLeader, election.StateStandby, election.StateUnhealthy}
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -133,7 +128,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(c.stalled, boolFloat(stalled), cause)
 	}
-	for _, cause := range reconnectCauses {
+	// Every cause from the start, at zero, so that rate() sees the first.
+	for _, cause := range relay.TermEndCauses() {
 		counter(c.reconnects, s.TermEnds[cause], cause)
 	}
 

@@ -39,8 +39,7 @@ type Snapshot struct {
 	FlipsGivenUp uint64
 	// Stalls are the conditions holding the leader up now, oldest first.
 	Stalls []Stall
-	// TermEnds counts leadership terms that ended, by cause:
-	// leadership_lost, postgres, nats, shutdown, error.
+	// TermEnds counts leadership terms that ended, by cause (TermEnd*).
 	TermEnds map[string]uint64
 }
 
@@ -69,20 +68,36 @@ func (t *termEnds) snapshot() map[string]uint64 {
 	return out
 }
 
-// termCause names why a term ended, for the reconnects metric.
+// Why a leadership term ends: the keys of Snapshot.TermEnds.
+const (
+	TermEndShutdown       = "shutdown"        // the relay is stopping
+	TermEndLeadershipLost = "leadership_lost" // the lock or its connection was lost
+	TermEndPostgres       = "postgres"        // PostgreSQL failed or refused
+	TermEndNATS           = "nats"            // NATS failed or the stream is missing
+	TermEndError          = "error"           // anything else
+)
+
+// TermEndCauses lists the causes of a term ending other than a shutdown:
+// those that make the relay reconnect, for metrics that export each at
+// zero.
+func TermEndCauses() []string {
+	return []string{TermEndLeadershipLost, TermEndPostgres, TermEndNATS, TermEndError}
+}
+
+// termCause names why a term ended.
 func termCause(err error) string {
 	var check *replication.CheckError
 	switch {
 	case err == nil:
-		return "shutdown"
+		return TermEndShutdown
 	case errors.Is(err, errLeaseLost), errors.Is(err, election.ErrLost):
-		return "leadership_lost"
+		return TermEndLeadershipLost
 	case replication.IsConnLost(err), election.IsConnLost(err), errors.As(err, &check):
-		return "postgres"
+		return TermEndPostgres
 	case errors.Is(err, publish.ErrStreamNotFound), errors.Is(err, errNATS):
-		return "nats"
+		return TermEndNATS
 	default:
-		return "error"
+		return TermEndError
 	}
 }
 
