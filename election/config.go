@@ -3,7 +3,6 @@ package election
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -122,19 +121,6 @@ func (c *Config) setDefaults() {
 	if c.Identity == "" {
 		c.Identity = defaultIdentity()
 	}
-}
-
-func defaultIdentity() string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "unknown"
-	}
-	suffix := fmt.Sprintf(" pid %d", os.Getpid())
-	host = printable(host)
-	if room := maxIdentity - len("cdcrelay ") - len(suffix); len(host) > room {
-		host = host[:room]
-	}
-	return "cdcrelay " + host + suffix
 }
 
 func printable(s string) string {

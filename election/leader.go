@@ -21,6 +21,10 @@ type Holder struct {
 	PID int32
 	// Identity is its application_name: Config.Identity of the leader.
 	Identity string
+	// Host and ProcessID are the leader's host name and process id, read
+	// from a default Identity; empty and 0 when Identity was set.
+	Host      string
+	ProcessID int
 	// Since is when the holder's lock connection was opened
 	// (pg_stat_activity.backend_start). A standby keeps its connection while
 	// it waits, so the lock itself was taken at or after Since; the leader
@@ -55,5 +59,6 @@ func Leader(ctx context.Context, q Querier, lockID int64) (Holder, bool, error) 
 	if since != nil {
 		h.Since = *since
 	}
+	h.Host, h.ProcessID = parseIdentity(h.Identity)
 	return h, true, nil
 }

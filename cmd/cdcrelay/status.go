@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -162,8 +161,8 @@ func gatherStatus(ctx context.Context, c *cli.Context) (*status, error) {
 		return nil, err
 	}
 	if held {
-		st.Leader = leaderStatus{Held: true, LockID: lockID, BackendPID: h.PID, Identity: h.Identity, ClientAddr: h.ClientAddr, Since: h.Since}
-		st.Leader.Host, st.Leader.PID = parseIdentity(h.Identity)
+		st.Leader = leaderStatus{Held: true, LockID: lockID, Host: h.Host, PID: h.ProcessID, BackendPID: h.PID,
+			Identity: h.Identity, ClientAddr: h.ClientAddr, Since: h.Since}
 	} else {
 		problem("no relay holds the leader lock (lock id %d): is `cdcrelay run` running with the same --lock-id?", lockID)
 	}
@@ -267,22 +266,4 @@ func streamState(ctx context.Context, c *cli.Context, st *status) {
 	st.Stream.FirstSeq, st.Stream.LastSeq, st.Stream.LastTime = info.State.FirstSeq, info.State.LastSeq, info.State.LastTime
 	st.Stream.Consumers, st.Stream.Subjects, st.Stream.Replicas = info.State.Consumers, info.Config.Subjects, info.Config.Replicas
 	st.Stream.DuplicateWin = info.Config.Duplicates.String()
-}
-
-// parseIdentity reads host and pid from the default lock connection
-// identity, "cdcrelay <host> pid <pid>".
-func parseIdentity(id string) (host string, pid int) {
-	rest, ok := strings.CutPrefix(id, "cdcrelay ")
-	if !ok {
-		return "", 0
-	}
-	i := strings.LastIndex(rest, " pid ")
-	if i < 0 {
-		return "", 0
-	}
-	pid, err := strconv.Atoi(rest[i+len(" pid "):])
-	if err != nil {
-		return "", 0
-	}
-	return rest[:i], pid
 }
