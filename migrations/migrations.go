@@ -1,7 +1,7 @@
 // Package migrations creates and upgrades cdcrelay's schema in a database:
 // the numbered SQL files in this directory, each applied once, in order, in
 // its own transaction, and recorded in bus.schema_migrations; then the
-// repeatable SQL API of package sqlapi, on every run. It works on an empty
+// repeatable SQL API of package sql, on every run. It works on an empty
 // database and on one that already has the poller's bus.outbox table.
 //
 // It is a small runner of our own rather than tern's migrate package: we want
@@ -23,7 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	sqlapi "github.com/cdcrelay/cdcrelay/sql"
+	"github.com/cdcrelay/cdcrelay/sql"
 )
 
 //go:embed *.sql
@@ -213,15 +213,15 @@ func applyOne(ctx context.Context, conn *pgx.Conn, m migration) error {
 	return nil
 }
 
-// applyRepeatable runs every sqlapi file, in one transaction.
+// applyRepeatable runs every file of package sql, in one transaction.
 func applyRepeatable(ctx context.Context, conn *pgx.Conn) (int, error) {
-	entries, err := fs.ReadDir(sqlapi.Files, ".")
+	entries, err := fs.ReadDir(sql.Files, ".")
 	if err != nil {
 		return 0, fmt.Errorf("read sql/: %w", err)
 	}
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		for _, e := range entries {
-			body, err := fs.ReadFile(sqlapi.Files, e.Name())
+			body, err := fs.ReadFile(sql.Files, e.Name())
 			if err != nil {
 				return err
 			}
@@ -238,14 +238,14 @@ func applyRepeatable(ctx context.Context, conn *pgx.Conn) (int, error) {
 }
 
 // withHint adds to the error's one-line text the server's DETAIL and HINT,
-// which say what to do, and for a syntax error its line in the file sql.
-func withHint(err error, sql string) error {
+// which say what to do, and for a syntax error its line in the file's text.
+func withHint(err error, text string) error {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
 		return err
 	}
-	if pos := int(pgErr.Position); pos > 0 && pos <= len(sql) {
-		err = fmt.Errorf("%w; at line %d", err, 1+strings.Count(sql[:pos-1], "\n"))
+	if pos := int(pgErr.Position); pos > 0 && pos <= len(text) {
+		err = fmt.Errorf("%w; at line %d", err, 1+strings.Count(text[:pos-1], "\n"))
 	}
 	if pgErr.Detail != "" {
 		err = fmt.Errorf("%w; detail: %s", err, pgErr.Detail)

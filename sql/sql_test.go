@@ -1,4 +1,4 @@
-package sqlapi_test
+package sql_test
 
 import (
 	"context"
