@@ -8,6 +8,7 @@ import (
 
 	"github.com/cdcrelay/cdcrelay/election"
 	"github.com/cdcrelay/cdcrelay/relay"
+	"github.com/cdcrelay/cdcrelay/replication"
 )
 
 var states = []election.State{election.StateLeader, election.StateStandby, election.StateUnhealthy}
@@ -195,7 +196,7 @@ func (c *collector) collectSlot(ch chan<- prometheus.Metric, gauge func(*prometh
 	}
 	ctx, cancel := withTimeout(c.cfg.QueryTimeout)
 	defer cancel()
-	slot, err := ReadSlot(ctx, c.cfg.Pool, c.cfg.Slot)
+	slot, err := replication.ReadSlotWAL(ctx, c.cfg.Pool, c.cfg.Slot)
 	if err != nil {
 		c.slotErrors.Add(1)
 	}

@@ -14,8 +14,9 @@ import (
 
 	"github.com/cdcrelay/cdcrelay/deadletter"
 	"github.com/cdcrelay/cdcrelay/election"
-	"github.com/cdcrelay/cdcrelay/metrics"
+	"github.com/cdcrelay/cdcrelay/outbox"
 	"github.com/cdcrelay/cdcrelay/relay"
+	"github.com/cdcrelay/cdcrelay/replication"
 )
 
 func statusCommand() *cli.Command {
@@ -167,7 +168,7 @@ func gatherStatus(ctx context.Context, c *cli.Context) (*status, error) {
 		problem("no relay holds the leader lock (lock id %d): is `cdcrelay run` running with the same --lock-id?", lockID)
 	}
 
-	slot, err := metrics.ReadSlot(ctx, conn, c.String("slot"))
+	slot, err := replication.ReadSlotWAL(ctx, conn, c.String("slot"))
 	if err != nil {
 		return nil, err
 	}
@@ -217,9 +218,9 @@ func gatherStatus(ctx context.Context, c *cli.Context) (*status, error) {
 }
 
 func outboxState(ctx context.Context, conn *pgx.Conn, timeout time.Duration, st *status, problem, warn func(string, ...any), maxAge time.Duration) error {
-	n, err := metrics.CountUnpublished(ctx, conn, 0, timeout)
+	n, err := outbox.CountUnpublished(ctx, conn, 0, timeout)
 	switch {
-	case metrics.IsTimeout(err):
+	case outbox.IsTimeout(err):
 		st.Outbox.Error = fmt.Sprintf("counting timed out after %v (the count scans bus.outbox; raise --count-timeout)", timeout)
 		warn("unpublished events not counted: %s", st.Outbox.Error)
 		return nil

@@ -1,18 +1,16 @@
-package metrics
+package replication
 
 import (
 	"context"
 	"fmt"
 
 	"github.com/jackc/pglogrepl"
-
-	"github.com/cdcrelay/cdcrelay/replication"
 )
 
-// Slot is the replication slot as the server sees it, with its distance
+// SlotWAL is the replication slot as the server sees it, with its distance
 // from the server's current WAL position.
-type Slot struct {
-	replication.Slot
+type SlotWAL struct {
+	Slot
 	// Current is pg_current_wal_lsn().
 	Current pglogrepl.LSN
 	// LagBytes is Current minus the confirmed position: WAL the relay has
@@ -31,14 +29,14 @@ type Slot struct {
 const walSQL = `SELECT pg_current_wal_lsn()::text,
        (SELECT (to_jsonb(s)->>'safe_wal_size')::bigint FROM pg_replication_slots s WHERE s.slot_name = $1)`
 
-// ReadSlot reads the slot and the server's WAL position. Both views are
-// cheap (in-memory), so this runs at every scrape.
-func ReadSlot(ctx context.Context, q replication.Querier, name string) (Slot, error) {
-	s, err := replication.LookupSlot(ctx, q, name)
+// ReadSlotWAL reads the slot and the server's WAL position. Both views are
+// cheap (in-memory), so this may run at every metrics scrape.
+func ReadSlotWAL(ctx context.Context, q Querier, name string) (SlotWAL, error) {
+	s, err := LookupSlot(ctx, q, name)
 	if err != nil {
-		return Slot{}, err
+		return SlotWAL{}, err
 	}
-	out := Slot{Slot: s, LagBytes: -1, RetainedBytes: -1, SafeBytes: -1}
+	out := SlotWAL{Slot: s, LagBytes: -1, RetainedBytes: -1, SafeBytes: -1}
 	if !s.Exists {
 		return out, nil
 	}
@@ -47,13 +45,13 @@ func ReadSlot(ctx context.Context, q replication.Querier, name string) (Slot, er
 		safe *int64
 	)
 	if err := q.QueryRow(ctx, walSQL, name).Scan(&cur, &safe); err != nil {
-		return Slot{}, fmt.Errorf("read current WAL position: %w", err)
+		return SlotWAL{}, fmt.Errorf("read current WAL position: %w", err)
 	}
 	if safe != nil {
 		out.SafeBytes = max(*safe, 0)
 	}
 	if out.Current, err = pglogrepl.ParseLSN(cur); err != nil {
-		return Slot{}, fmt.Errorf("read current WAL position: %w", err)
+		return SlotWAL{}, fmt.Errorf("read current WAL position: %w", err)
 	}
 	out.LagBytes = distance(out.Current, s.ConfirmedFlush)
 	out.RetainedBytes = distance(out.Current, s.Restart)

@@ -1,4 +1,4 @@
-package metrics_test
+package outbox
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
-	"github.com/cdcrelay/cdcrelay/metrics"
 )
 
 func TestCountUnpublishedAndTimeout(t *testing.T) {
@@ -19,14 +18,14 @@ CREATE TABLE bus.outbox (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, cre
 INSERT INTO bus.outbox (published_to_nats, created_at) SELECT g % 10 <> 0, now() - g * interval '1 second' FROM generate_series(1, 1000) g`); err != nil {
 		t.Fatal(err)
 	}
-	c, err := metrics.CountUnpublished(ctx, pool, 0, time.Minute)
+	c, err := CountUnpublished(ctx, pool, 0, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Unpublished != 100 || c.MinUnpublished != 10 || c.MaxID != 1000 || time.Since(c.Oldest) < 999*time.Second {
 		t.Errorf("count from 0 = %+v", c)
 	}
-	if c, err = metrics.CountUnpublished(ctx, pool, 995, time.Minute); err != nil || c.Unpublished != 1 || c.MinUnpublished != 1000 {
+	if c, err = CountUnpublished(ctx, pool, 995, time.Minute); err != nil || c.Unpublished != 1 || c.MinUnpublished != 1000 {
 		t.Errorf("count from 995 = %+v, %v", c, err)
 	}
 
@@ -39,14 +38,14 @@ INSERT INTO bus.outbox (published_to_nats, created_at) SELECT g % 10 <> 0, now()
 	if _, err := locker.Exec(ctx, `LOCK TABLE bus.outbox IN ACCESS EXCLUSIVE MODE`); err != nil {
 		t.Fatal(err)
 	}
-	_, err = metrics.CountUnpublished(ctx, pool, 0, 50*time.Millisecond)
-	if !metrics.IsTimeout(err) {
+	_, err = CountUnpublished(ctx, pool, 0, 50*time.Millisecond)
+	if !IsTimeout(err) {
 		t.Errorf("count while locked out: %v, want a statement timeout", err)
 	}
 	if err := locker.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := metrics.CountUnpublished(ctx, pool, 0, time.Minute); err != nil {
+	if _, err := CountUnpublished(ctx, pool, 0, time.Minute); err != nil {
 		t.Errorf("count after a timeout: %v", err)
 	}
 }

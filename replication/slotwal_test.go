@@ -1,4 +1,4 @@
-package metrics_test
+package replication_test
 
 import (
 	"context"
@@ -7,12 +7,12 @@ import (
 
 	"github.com/cdcrelay/cdcrelay/internal/pgcluster"
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
-	"github.com/cdcrelay/cdcrelay/metrics"
+	"github.com/cdcrelay/cdcrelay/replication"
 )
 
 // The room left before a slot loses WAL is known only under a
 // max_slot_wal_keep_size: without one it is -1 (and the metric absent).
-func TestReadSlotSafeWAL(t *testing.T) {
+func TestReadSlotWALSafeWAL(t *testing.T) {
 	env.Cluster(t) // a second cluster of our own: skipped on external servers too
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -37,7 +37,7 @@ func TestReadSlotSafeWAL(t *testing.T) {
 			if _, err := pool.Exec(ctx, `SELECT pg_create_logical_replication_slot('safe_wal', 'pgoutput')`); err != nil {
 				t.Fatal(err)
 			}
-			slot, err := metrics.ReadSlot(ctx, pool, "safe_wal")
+			slot, err := replication.ReadSlotWAL(ctx, pool, "safe_wal")
 			if err != nil {
 				t.Fatal(err)
 			}
