@@ -8,8 +8,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// ErrStreamNotFound is returned (wrapped) when the relay's stream does not exist.
+// ErrStreamNotFound is matched (errors.Is) by a *StreamNotFoundError.
 var ErrStreamNotFound = errors.New("stream not found")
+
+// StreamNotFoundError says the relay's stream does not exist.
+type StreamNotFoundError struct {
+	Stream string
+}
+
+func (e *StreamNotFoundError) Error() string {
+	return fmt.Sprintf("stream %s does not exist", e.Stream)
+}
+
+// Is makes errors.Is(err, ErrStreamNotFound) true.
+func (e *StreamNotFoundError) Is(target error) bool { return target == ErrStreamNotFound }
 
 // BatchingDisabledError says the stream does not allow batched publishing
 // (its allow_batched option is off), which the relay needs to keep its
@@ -35,13 +47,13 @@ func (e *AtomicDisabledError) Error() string {
 
 func streamErr(name string, err error) error {
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("stream %s: %w: create it with `cdcrelay stream ensure --stream %s --subjects ...` or run with --ensure-stream", name, ErrStreamNotFound, name)
+		return &StreamNotFoundError{Stream: name}
 	}
 	return fmt.Errorf("read stream %s: %w", name, err)
 }
 
-// CheckStream returns an error naming the fix when the stream does not
-// exist or cannot be read, and a *BatchingDisabledError when it does not
+// CheckStream returns a *StreamNotFoundError when the stream does not
+// exist, another error when it cannot be read, and a *BatchingDisabledError when it does not
 // allow batched publishing.
 func CheckStream(ctx context.Context, js jetstream.JetStream, name string) error {
 	_, err := readStream(ctx, js, name, false)

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -94,9 +93,9 @@ func (c *Config) setDefaults() {
 func (c *Config) validate() error {
 	switch {
 	case c.DatabaseURL == "":
-		return errors.New("no database URL: set --database-url or CDCRELAY_DATABASE_URL")
+		return &ConfigError{Setting: SettingDatabaseURL, Problem: SettingUnset}
 	case c.NATSURL == "":
-		return errors.New("no NATS URL: set --nats-url or CDCRELAY_NATS_URL (or --embedded-nats)")
+		return &ConfigError{Setting: SettingNATSURL, Problem: SettingUnset}
 	case c.StatusInterval < 0:
 		return fmt.Errorf("status interval %v must be positive", c.StatusInterval)
 	}

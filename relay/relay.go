@@ -60,7 +60,7 @@ func New(cfg Config, log zerolog.Logger) (*Relay, error) {
 		return nil, err
 	}
 	if _, err := pgx.ParseConfig(cfg.DatabaseURL); err != nil {
-		return nil, fmt.Errorf("database URL: %w: check --database-url", err)
+		return nil, &ConfigError{Setting: SettingDatabaseURL, Problem: SettingInvalid, Err: err}
 	}
 	el, err := election.New(cfg.Election, log)
 	if err != nil {
@@ -124,11 +124,11 @@ func (r *Relay) Run(ctx context.Context) error {
 func (r *Relay) open(ctx context.Context) error {
 	pool, err := pgxpool.New(ctx, r.cfg.DatabaseURL)
 	if err != nil {
-		return fmt.Errorf("database URL: %w", err)
+		return &ConfigError{Setting: SettingDatabaseURL, Problem: SettingInvalid, Err: err}
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return fmt.Errorf("connect to PostgreSQL: %w: check --database-url and that the server is reachable", err)
+		return &ConfigError{Setting: SettingDatabaseURL, Problem: ServerUnreachable, Err: err}
 	}
 	if err := replication.Check(ctx, pool, replication.CheckConfig{
 		Slot: r.cfg.Slot, Publication: r.cfg.Publication, Table: "bus.outbox",
@@ -152,7 +152,7 @@ func (r *Relay) open(ctx context.Context) error {
 	nc, err := nats.Connect(r.cfg.NATSURL, opts...)
 	if err != nil {
 		pool.Close()
-		return fmt.Errorf("connect to NATS: %w: check --nats-url and that NATS is reachable", err)
+		return &ConfigError{Setting: SettingNATSURL, Problem: ServerUnreachable, Err: err}
 	}
 	if err := publish.CheckServer(nc); err != nil {
 		nc.Close()

@@ -41,17 +41,57 @@ type CheckConfig struct {
 	ApplicationName string
 }
 
-// CheckError is one failed start-up precondition. Error() is a single line:
-// the problem, then the fix.
+// Settings of CheckConfig a CheckError can name.
+const (
+	SettingSlot        = "Slot"
+	SettingPublication = "Publication"
+)
+
+// CheckError is one failed start-up precondition, as facts a caller can
+// turn into advice in its own words. Error() is a single line: the problem,
+// then what fixes it.
 type CheckError struct {
+	// Problem says what is wrong.
 	Problem string
-	Fix     string
+	// Fix is what to set or run on the server to fix it; empty when only
+	// the remedies below apply.
+	Fix string
+	// Setting names the CheckConfig field at fault (SettingSlot,
+	// SettingPublication) when giving it another value fixes the problem.
+	Setting string
+	// Unmigrated says the schema the relay needs is missing or incomplete:
+	// applying the migrations (package migrations) fixes it.
+	Unmigrated bool
 }
 
-func (e *CheckError) Error() string { return e.Problem + ": " + e.Fix }
+func (e *CheckError) Error() string {
+	var fixes []string
+	if e.Unmigrated {
+		fixes = append(fixes, "apply cdcrelay's migrations to this database")
+	}
+	if e.Setting != "" {
+		fixes = append(fixes, "choose another "+strings.ToLower(e.Setting))
+	}
+	if e.Fix != "" {
+		fixes = append(fixes, e.Fix)
+	}
+	return e.Problem + ": " + strings.Join(fixes, ", or ")
+}
 
 func problem(fix, format string, args ...any) *CheckError {
 	return &CheckError{Problem: fmt.Sprintf(format, args...), Fix: fix}
+}
+
+// badSetting is a problem with the value of a CheckConfig field; fix, if
+// any, is the alternative to choosing another value.
+func badSetting(setting, fix, format string, args ...any) *CheckError {
+	return &CheckError{Problem: fmt.Sprintf(format, args...), Fix: fix, Setting: setting}
+}
+
+// unmigrated is a problem that applying the migrations fixes; fix, if any,
+// is the alternative.
+func unmigrated(fix, format string, args ...any) *CheckError {
+	return &CheckError{Problem: fmt.Sprintf(format, args...), Fix: fix, Unmigrated: true}
 }
 
 // Check verifies the start-up preconditions on an ordinary connection to the
@@ -71,10 +111,10 @@ func Check(ctx context.Context, q Querier, cfg CheckConfig) error {
 		cfg.DeadLetterTable = DefaultDeadLetterTable
 	}
 	if err := ValidateSlotName(cfg.Slot); err != nil {
-		return problem("pass a valid --slot", "%s", err)
+		return badSetting(SettingSlot, "", "%s", err)
 	}
 	if cfg.Publication == "" {
-		return problem("pass --publication", "no publication named")
+		return badSetting(SettingPublication, "", "no publication named")
 	}
 	outbox, err := splitTable(cfg.Table)
 	if err != nil {
@@ -229,14 +269,14 @@ func (c *checker) slot(ctx context.Context) error {
 	if err := c.query(ctx, "slot", `SELECT current_database()`, nil, &db); err != nil {
 		return err
 	}
-	fix := fmt.Sprintf("choose another --slot, or drop it: SELECT pg_drop_replication_slot('%s')", s.Name)
+	drop := fmt.Sprintf("drop it: SELECT pg_drop_replication_slot('%s')", s.Name)
 	switch {
 	case s.Type != "logical":
-		return problem(fix, "slot %s is a %s slot, not a logical one", s.Name, s.Type)
+		return badSetting(SettingSlot, drop, "slot %s is a %s slot, not a logical one", s.Name, s.Type)
 	case s.Plugin != "pgoutput":
-		return problem(fix, "slot %s uses output plugin %s, cdcrelay needs pgoutput", s.Name, s.Plugin)
+		return badSetting(SettingSlot, drop, "slot %s uses output plugin %s, cdcrelay needs pgoutput", s.Name, s.Plugin)
 	case s.Database != db:
-		return problem("choose another --slot for this database", "slot %s belongs to database %s, not %s", s.Name, s.Database, db)
+		return badSetting(SettingSlot, "", "slot %s belongs to database %s, not %s", s.Name, s.Database, db)
 	}
 	return nil
 }
@@ -254,7 +294,7 @@ FROM (SELECT $1::text AS nspname) w LEFT JOIN pg_namespace n ON n.nspname = w.ns
 		}
 		switch {
 		case !schemaExists || !tableExists:
-			return problem("run `cdcrelay migrate` against this database", "table %s does not exist", t)
+			return unmigrated("", "table %s does not exist", t)
 		case !usage:
 			return problem(fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s", c.ident(t.schema), c.ident(c.user)),
 				"role %s may not use schema %s", c.user, t.schema)
@@ -270,8 +310,7 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
 		return err
 	}
 	if len(missing) > 0 {
-		return problem("run `cdcrelay migrate` against this database",
-			"table %s lacks column(s) %s", c.outbox, strings.Join(missing, ", "))
+		return unmigrated("", "table %s lacks column(s) %s", c.outbox, strings.Join(missing, ", "))
 	}
 	return nil
 }
@@ -311,7 +350,7 @@ SELECT has_table_privilege($1::text::regclass, 'SELECT'),
 		// INSERT ... ON CONFLICT (event_id) reads the conflict column.
 		return grant("SELECT (event_id)", c.deadLetter)
 	case slots == nil:
-		return problem("run `cdcrelay migrate` against this database", "table %s does not exist", c.relaySlot())
+		return unmigrated("", "table %s does not exist", c.relaySlot())
 	case !*slots:
 		return problem(fmt.Sprintf("GRANT SELECT, INSERT, UPDATE ON %s TO %s", c.relaySlot(), c.ident(c.user)),
 			"role %s lacks SELECT, INSERT or UPDATE on %s", c.user, c.relaySlot())
@@ -350,7 +389,7 @@ FROM pg_publication p WHERE p.pubname = $1`, []any{c.cfg.Publication}, &found, &
 		}
 	}
 	if !found {
-		return problem("run `cdcrelay migrate`, or "+create, "publication %s does not exist", c.cfg.Publication)
+		return unmigrated(create, "publication %s does not exist", c.cfg.Publication)
 	}
 	var covered bool
 	if err := c.query(ctx, "tables of publication", `

@@ -141,8 +141,12 @@ func TestCheck(t *testing.T) {
 				t.Fatalf("check returned %v, want a *CheckError", err)
 			}
 			t.Log(err)
-			if !strings.Contains(ce.Problem, tc.want) || ce.Fix == "" || strings.Contains(err.Error(), "\n") {
-				t.Fatalf("check: %q, want one line with %q", err, tc.want)
+			fixed := ce.Fix != "" || ce.Setting != "" || ce.Unmigrated
+			if !strings.Contains(ce.Problem, tc.want) || !fixed || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("check: %q, want one line with %q and a fix", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "--") {
+				t.Errorf("check: %q names a flag: libraries state facts, cmd/cdcrelay names flags", err)
 			}
 		})
 	}

@@ -119,8 +119,8 @@ func connectNATS(c *cli.Context, name string) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(c.String("nats-url"), append(opts, nats.Name(name))...)
 	if err != nil {
-		return nil, redactError(fmt.Errorf("connect to NATS at %s: %w: check --nats-url and the NATS credentials",
-			redact(c.String("nats-url")), err), natsSecrets(c)...)
+		return nil, redactError(fmt.Errorf("connect to NATS at %s: %w: %s",
+			redact(c.String("nats-url")), err, fixNATS), natsSecrets(c)...)
 	}
 	return nc, nil
 }

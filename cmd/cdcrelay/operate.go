@@ -20,10 +20,6 @@ import (
 	"github.com/cdcrelay/cdcrelay/retention"
 )
 
-// errDatabaseURL is the one line for a missing --database-url, which the
-// config file may set, so no command marks it required.
-var errDatabaseURL = errors.New("--database-url is not set (or CDCRELAY_DATABASE_URL, or database-url in --config)")
-
 // operateFlags are what `run` offers operators: the health and metrics
 // listener, retention, and NATS security.
 func operateFlags() []cli.Flag {
@@ -82,9 +78,10 @@ func operationFrom(c *cli.Context) operation {
 }
 
 // runRelay runs the relay with its metrics, health endpoints, backlog
-// measurement and retention, until ctx ends or the relay fails.
-func runRelay(ctx context.Context, log zerolog.Logger, cfg relay.Config, op operation) error {
-	secrets := op.secrets
+// measurement and retention, until ctx ends or the relay fails. Its error
+// names the fix, without secrets.
+func runRelay(ctx context.Context, log zerolog.Logger, cfg relay.Config, op operation) (err error) {
+	defer func() { err = redactError(advise(err), op.secrets...) }()
 	reg := metrics.NewRegistry(version)
 	ack, err := metrics.NewAckLatency(reg)
 	if err != nil {
@@ -97,13 +94,13 @@ func runRelay(ctx context.Context, log zerolog.Logger, cfg relay.Config, op oper
 	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
 	if err != nil {
 		// Worded as the relay words it; pgx masks the password.
-		return fmt.Errorf("database URL: %w: check --database-url", err)
+		return &relay.ConfigError{Setting: relay.SettingDatabaseURL, Problem: relay.SettingInvalid, Err: err}
 	}
 	pcfg.MaxConns = 2
 	pcfg.ConnConfig.RuntimeParams["application_name"] = "cdcrelay metrics"
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
-		return fmt.Errorf("database URL: %w: check --database-url", err)
+		return &relay.ConfigError{Setting: relay.SettingDatabaseURL, Problem: relay.SettingInvalid, Err: err}
 	}
 	defer pool.Close()
 
@@ -124,7 +121,7 @@ func runRelay(ctx context.Context, log zerolog.Logger, cfg relay.Config, op oper
 
 	r, err := relay.New(cfg, log)
 	if err != nil {
-		return redactError(err, secrets...)
+		return err
 	}
 	failover := metrics.NewFailoverWatch(pool, metrics.FailoverConfig{URL: cfg.DatabaseURL, Slot: cfg.Slot}, log)
 	if err := metrics.Register(reg, metrics.Config{Relay: r, Pool: pool, Slot: cfg.Slot, Backlog: backlog, Prune: prune, Failover: failover}); err != nil {
@@ -182,7 +179,7 @@ func runRelay(ctx context.Context, log zerolog.Logger, cfg relay.Config, op oper
 			return err
 		})
 	}
-	return redactError(natsAdvice(g.Wait()), secrets...)
+	return g.Wait()
 }
 
 // checkRetention fails start-up when retention is on and the role may not

@@ -47,13 +47,15 @@ func redactError(err error, secrets ...string) error {
 	if msg == err.Error() {
 		return err
 	}
-	return &redactedError{msg: msg, err: err}
+	return &rewordedError{msg: msg, err: err}
 }
 
-type redactedError struct {
+// rewordedError is an error with its message rewritten (redacted, or its
+// fix reworded), keeping its chain.
+type rewordedError struct {
 	msg string
 	err error
 }
 
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
+func (e *rewordedError) Error() string { return e.msg }
+func (e *rewordedError) Unwrap() error { return e.err }

@@ -144,7 +144,7 @@ func gatherStatus(ctx context.Context, c *cli.Context) (*status, error) {
 	cfg.RuntimeParams["application_name"] = "cdcrelay status"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+		return nil, fmt.Errorf("connect to PostgreSQL: %w: %s", err, fixDatabase)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
@@ -257,7 +257,7 @@ func streamState(ctx context.Context, c *cli.Context, st *status) {
 	if err != nil {
 		st.Stream.Error = redact(err.Error())
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			st.Stream.Error = fmt.Sprintf("does not exist: create it with `cdcrelay stream ensure --stream %s --subjects ...`", st.Stream.Name)
+			st.Stream.Error = "does not exist: " + fixStreamMissing(st.Stream.Name)
 		}
 		return
 	}

@@ -71,7 +71,7 @@ func streamCommand() *cli.Command {
 				}
 				defer nc.Close()
 				if err := publish.CheckServer(nc); err != nil {
-					return natsAdvice(err)
+					return advise(err)
 				}
 				js, err := jetstream.New(nc)
 				if err != nil {
