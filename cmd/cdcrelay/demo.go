@@ -130,15 +130,11 @@ func demo(c *cli.Context) (err error) {
 	}
 	done("ok")
 	done = step(fmt.Sprintf("stream %s on %s", demoStream, "demo.>"))
-	nc, err := nats.Connect(ns.URL())
+	nc, js, err := dialJetStream(ns.URL(), nats.Name("cdcrelay demo"))
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	if _, err := publish.EnsureStream(ctx, js, publish.StreamConfig{Name: demoStream, Subjects: []string{"demo.>"}}); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 )
 
@@ -113,14 +114,35 @@ func readable(flag, path string) error {
 // connectNATS connects with --nats-url and the security flags, naming
 // itself name in the server's connection list.
 func connectNATS(c *cli.Context, name string) (*nats.Conn, error) {
+	nc, _, err := connectJetStream(c, name)
+	return nc, err
+}
+
+// connectJetStream is connectNATS, then JetStream on the connection; the
+// caller closes the connection.
+func connectJetStream(c *cli.Context, name string) (*nats.Conn, jetstream.JetStream, error) {
 	opts, err := natsSecurityOptions(c)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	nc, err := nats.Connect(c.String("nats-url"), append(opts, nats.Name(name))...)
+	nc, js, err := dialJetStream(c.String("nats-url"), append(opts, nats.Name(name))...)
 	if err != nil {
-		return nil, redactError(fmt.Errorf("connect to NATS at %s: %w: %s",
-			redact(c.String("nats-url")), err, fixNATS), natsSecrets(c)...)
+		return nil, nil, redactError(fmt.Errorf("%w: %s", err, fixNATS), natsSecrets(c)...)
 	}
-	return nc, nil
+	return nc, js, nil
+}
+
+// dialJetStream connects to url and opens JetStream on the connection; the
+// caller closes the connection.
+func dialJetStream(url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", redact(url), err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("open JetStream: %w", err)
+	}
+	return nc, js, nil
 }

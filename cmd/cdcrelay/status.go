@@ -240,17 +240,12 @@ func outboxState(ctx context.Context, conn *pgx.Conn, timeout time.Duration, st 
 
 func streamState(ctx context.Context, c *cli.Context, st *status) {
 	st.Stream.Name = c.String("stream")
-	nc, err := connectNATS(c, "cdcrelay status")
+	nc, js, err := connectJetStream(c, "cdcrelay status")
 	if err != nil {
 		st.Stream.Error = err.Error()
 		return
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		st.Stream.Error = err.Error()
-		return
-	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, st.Stream.Name)

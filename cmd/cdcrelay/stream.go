@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
 	"github.com/cdcrelay/cdcrelay/publish"
@@ -65,17 +64,13 @@ func streamCommand() *cli.Command {
 				if len(sc.Subjects) == 0 {
 					return fmt.Errorf("--subjects is required, e.g. --subjects 'orders.>,users.>'")
 				}
-				nc, err := connectNATS(c, "cdcrelay stream ensure")
+				nc, js, err := connectJetStream(c, "cdcrelay stream ensure")
 				if err != nil {
 					return err
 				}
 				defer nc.Close()
 				if err := publish.CheckServer(nc); err != nil {
 					return advise(err)
-				}
-				js, err := jetstream.New(nc)
-				if err != nil {
-					return err
 				}
 				created, err := publish.EnsureStream(c.Context, js, *sc)
 				if err != nil {
