@@ -103,11 +103,11 @@ func TestRelationErrors(t *testing.T) {
 		msg  []byte
 		want []string
 	}{
-		{"missing id", relationMsg(outboxOID, "bus", "outbox", replace("id", col{})), []string{`required column "id" is missing`, "run `cdcrelay migrate`"}},
-		{"missing event_id", relationMsg(outboxOID, "bus", "outbox", replace("event_id", col{})), []string{`outbox bus.outbox: required column "event_id" is missing`, "cdcrelay migrate"}},
+		{"missing id", relationMsg(outboxOID, "bus", "outbox", replace("id", col{})), []string{`required column "id" is missing`, "apply cdcrelay's migrations"}},
+		{"missing event_id", relationMsg(outboxOID, "bus", "outbox", replace("event_id", col{})), []string{`outbox bus.outbox: required column "event_id" is missing`, "cdcrelay's migrations"}},
 		{"missing subject", relationMsg(outboxOID, "bus", "outbox", replace("subject", col{})), []string{`"subject" is missing`}},
 		{"missing payload", relationMsg(outboxOID, "bus", "outbox", replace("payload", col{})), []string{`"payload" is missing`}},
-		{"text payload", relationMsg(outboxOID, "bus", "outbox", replace("payload", col{"payload", oidText})), []string{`column "payload" has type text, want bytea`, "cdcrelay migrate"}},
+		{"text payload", relationMsg(outboxOID, "bus", "outbox", replace("payload", col{"payload", oidText})), []string{`column "payload" has type text, want bytea`, "cdcrelay's migrations"}},
 		{"bigserial uuid", relationMsg(outboxOID, "bus", "outbox", replace("event_id", col{"event_id", oidInt8})), []string{`column "event_id" has type int8, want uuid`}},
 		{"numeric id", relationMsg(outboxOID, "bus", "outbox", replace("id", col{"id", 1700})), []string{`column "id" has type type OID 1700, want int8 or int4`}},
 		{"text headers", relationMsg(outboxOID, "bus", "outbox", replace("headers", col{"headers", oidText})), []string{`column "headers" has type text, want jsonb or json`}},

@@ -127,7 +127,7 @@ func (d *Decoder) relation(c *cursor) error {
 		}
 		col := columnOf(f)
 		if !col.accepts(typ) {
-			return fmt.Errorf("outbox %s: column %q has type %s, want %s; run `cdcrelay migrate`",
+			return fmt.Errorf("outbox %s: column %q has type %s, want %s; apply cdcrelay's migrations",
 				rel.name, col.name, typeName(typ), col.want())
 		}
 		seen[f] = true
@@ -138,7 +138,7 @@ func (d *Decoder) relation(c *cursor) error {
 	if rel.outbox {
 		for f := fieldID; f < numFields; f++ {
 			if col := columnOf(f); col.required && !seen[f] {
-				return fmt.Errorf("outbox %s: required column %q is missing (or not published); run `cdcrelay migrate`",
+				return fmt.Errorf("outbox %s: required column %q is missing (or not published); apply cdcrelay's migrations",
 					rel.name, col.name)
 			}
 		}

@@ -101,7 +101,8 @@ func (r *Relay) ownSlot(s replication.Slot) error {
 	}
 	return &replication.CheckError{
 		Problem: fmt.Sprintf("replication slot %s is a %s slot (plugin %q) of database %q, not a pgoutput slot of %q", s.Name, s.Type, s.Plugin, s.Database, r.database),
-		Fix:     "give this deployment its own --slot, or drop that slot if nothing uses it",
+		Setting: replication.SettingSlot,
+		Fix:     "drop that slot if nothing uses it",
 	}
 }
 
@@ -186,7 +187,7 @@ func (r *Relay) watchSlotCreation(ctx context.Context, pid uint32) string {
 		}
 		if desc != last {
 			r.log.Warn().Str("slot", r.cfg.Slot).Str("blocked_by", desc).
-				Msg("slot creation waits for transactions that were open when it began; end them, or it is retried after --slot-create-timeout")
+				Msg("slot creation waits for transactions that were open when it began; end them, or creation is retried after the slot creation timeout")
 		}
 		last = desc
 		r.stalls.set(StallSlotCreation, "creating the slot waits for "+desc, time.Time{})

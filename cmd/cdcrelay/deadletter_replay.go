@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
 	"github.com/cdcrelay/cdcrelay/deadletter"
@@ -26,15 +25,11 @@ func deadletterReplay(c *cli.Context) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(c.Context))
-	nc, err := connectNATS(c, "cdcrelay deadletter replay")
+	nc, js, err := connectJetStream(c, "cdcrelay deadletter replay")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	stream, err := js.Stream(c.Context, c.String("stream"))
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", c.String("stream"), err)

@@ -111,15 +111,9 @@ func readable(flag, path string) error {
 	return f.Close()
 }
 
-// connectNATS connects with --nats-url and the security flags, naming
-// itself name in the server's connection list.
-func connectNATS(c *cli.Context, name string) (*nats.Conn, error) {
-	nc, _, err := connectJetStream(c, name)
-	return nc, err
-}
-
-// connectJetStream is connectNATS, then JetStream on the connection; the
-// caller closes the connection.
+// connectJetStream connects with --nats-url and the security flags, naming
+// itself name in the server's connection list, and opens JetStream on the
+// connection; the caller closes the connection.
 func connectJetStream(c *cli.Context, name string) (*nats.Conn, jetstream.JetStream, error) {
 	opts, err := natsSecurityOptions(c)
 	if err != nil {

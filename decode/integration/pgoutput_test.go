@@ -331,7 +331,7 @@ func TestRealServerOutboxNotMigrated(t *testing.T) {
 			break
 		}
 	}
-	if err == nil || !strings.Contains(err.Error(), `column "payload" has type jsonb, want bytea; run `+"`cdcrelay migrate`") {
+	if err == nil || !strings.Contains(err.Error(), `column "payload" has type jsonb, want bytea; apply cdcrelay's migrations`) {
 		t.Fatalf("decoding an unmigrated outbox: %v", err)
 	}
 }
