@@ -78,6 +78,7 @@ func benchmarkPipeline(b *testing.B, maxBatch int) {
 			b.Fatal(err)
 		}
 	}
+	p.Flush()
 	<-done
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/event")
 	if srv0 >= 0 {

@@ -61,6 +61,8 @@ type Pipeline struct {
 	roomCh, sendCh, resolvedCh chan struct{}
 	// drained is closed when the window empties; made by Drained on demand.
 	drained chan struct{}
+	// unsent counts events submitted since the sender was last woken.
+	unsent int
 
 	// Atomic mode (see atomic.go): the ordinary sender publishes positions
 	// [sent, fastEnd), or up to the next mark when fastToMark.
@@ -194,8 +196,17 @@ func (p *Pipeline) hear(m *nats.Msg) {
 	}
 }
 
+// handOverEvery is how many events Submit adds before it wakes the sender
+// even though no mark came: a large transaction streams on while it is read.
+const handOverEvery = 64
+
 // Submit adds an item to the window, waiting for room until deadline (zero:
 // no deadline) or ctx ends. Items are published in the order submitted.
+//
+// The sender is woken at a mark (a transaction's end), every handOverEvery
+// events and by Flush, not at every event: a transaction's events arrive
+// together, and waking the sender for each of them cost a goroutine switch
+// per event, which on a busy machine made events trickle out one at a time.
 func (p *Pipeline) Submit(ctx context.Context, it flow.Item, deadline time.Time) error {
 	size := it.Size()
 	var timer <-chan time.Time
@@ -206,8 +217,15 @@ func (p *Pipeline) Submit(ctx context.Context, it flow.Item, deadline time.Time)
 			if p.fastToMark && it.Event == nil {
 				p.fastEnd, p.fastToMark = p.w.added, false
 			}
+			p.unsent++
+			wake := it.Event == nil || p.unsent >= handOverEvery
+			if wake {
+				p.unsent = 0
+			}
 			p.mu.Unlock()
-			signal(p.sendCh)
+			if wake {
+				signal(p.sendCh)
+			}
 			return nil
 		}
 		if !p.w.blocked {
@@ -228,6 +246,15 @@ func (p *Pipeline) Submit(ctx context.Context, it flow.Item, deadline time.Time)
 			return ctx.Err()
 		}
 	}
+}
+
+// Flush hands everything submitted so far to the sender now (see Submit):
+// for a caller whose last items are events, such as a backfill.
+func (p *Pipeline) Flush() {
+	p.mu.Lock()
+	p.unsent = 0
+	p.mu.Unlock()
+	signal(p.sendCh)
 }
 
 // Resolved waits until at least one item is resolved (stored or

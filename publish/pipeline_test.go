@@ -173,6 +173,7 @@ func submit(p *publish.Pipeline, evs []*flow.Event) error {
 			return fmt.Errorf("submit %d: %w", ev.ID, err)
 		}
 	}
+	p.Flush() // events without a closing mark
 	return nil
 }
 

@@ -122,6 +122,12 @@ func (p *Pipeline) step(ctx context.Context, s *sendState) (time.Duration, error
 			p.mu.Unlock()
 			return time.Hour, nil
 		}
+		if idle := now.Sub(b.lastSent); !p.cfg.AtomicTransactions && idle < commitLinger {
+			// More is likely on its way: the batch stays open for it
+			// (see commitLinger).
+			p.mu.Unlock()
+			return commitLinger - idle, nil
+		}
 		// Nothing more to send: commit what the batch has.
 		subject, reply := b.first, b.reply(b.n+1, opEOB)
 		b.committed = true
@@ -182,7 +188,10 @@ func (p *Pipeline) publish(s *sendState, pos uint64, ev *flow.Event) {
 	if seq == 1 {
 		op = opStart
 	}
-	commit := seq >= uint32(p.cfg.MaxBatch) || p.lastMessage(pos)
+	// The ordinary way commits when the batch is full, or after it has gone
+	// commitLinger without a message (step); atomic mode hands over whole
+	// transactions and commits on the last message it was given.
+	commit := seq >= uint32(p.cfg.MaxBatch) || (p.cfg.AtomicTransactions && p.lastMessage(pos))
 	if commit {
 		op = opCommit
 	}
@@ -190,7 +199,7 @@ func (p *Pipeline) publish(s *sendState, pos uint64, ev *flow.Event) {
 	if seq == 1 || b.n == b.acked {
 		b.heard = now // the server owes an answer from now on
 	}
-	b.n, b.committed = seq, commit
+	b.n, b.committed, b.lastSent = seq, commit, now
 	if seq == 1 {
 		b.first = ev.Subject
 	}

@@ -111,7 +111,7 @@ func (s *session) runLatency(ctx context.Context, round int, rate float64, batch
 	}
 	run.CommitAck, run.CommitRecv, run.IntendedRecv = percentiles(commitAck), percentiles(commitRecv), percentiles(intendedRecv)
 	if o.profileDir != "" {
-		if err := writeTimes(filepath.Join(o.profileDir, fmt.Sprintf("%s-%s-%s.csv", s.db, s.sys.name(), label)), g, res, r); err != nil {
+		if err := writeTimes(filepath.Join(o.profileDir, fmt.Sprintf("%s-%s-%s.csv", s.db, s.sys.name(), label)), g, res, r, t); err != nil {
 			s.env.logf("  %v", err)
 		}
 	}
@@ -122,16 +122,21 @@ func (s *session) runLatency(ctx context.Context, round int, rate float64, batch
 }
 
 // writeTimes dumps every event's times (Unix ns) for a look at latency
-// over the run, next to the profiles.
-func writeTimes(path string, g *load.Generator, res load.Result, r *receiver) error {
+// over the run, next to the profiles; with a tap, also the commit time
+// PostgreSQL recorded, when the walsender sent it and when the tap got it.
+func writeTimes(path string, g *load.Generator, res load.Result, r *receiver, t *tap) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	w := bufio.NewWriter(f)
-	fmt.Fprintln(w, "seq,intended,begin,commit,ack,recv")
+	fmt.Fprintln(w, "seq,intended,begin,commit,ack,recv,pg_commit,walsender_send,tap_recv")
 	for i := range res.Scheduled {
-		fmt.Fprintf(w, "%d,%d,%d,%d,%d,%d\n", i, g.Intended(i), res.Begin[i], res.Commit[i], r.ackAt(i), r.recvAt(i))
+		var pgCommit, sent, tapped int64
+		if t != nil {
+			pgCommit, sent, tapped = t.commit[i], t.sent[i], t.recv[i]
+		}
+		fmt.Fprintf(w, "%d,%d,%d,%d,%d,%d,%d,%d,%d\n", i, g.Intended(i), res.Begin[i], res.Commit[i], r.ackAt(i), r.recvAt(i), pgCommit, sent, tapped)
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
