@@ -19,9 +19,9 @@ const (
 	// DefaultMaxInFlightBytes bounds their payload and header bytes.
 	DefaultMaxInFlightBytes = 64 << 20
 	// DefaultMaxBatch is the most events in one JetStream batch. A batch
-	// ends earlier whenever the relay has nothing more to send, so under a
-	// light load each batch is an event or a transaction; under a backlog
-	// the next batch waits for the previous one's commit, one round trip
+	// ends earlier once the relay has had nothing more to send for a few
+	// milliseconds, so under a light load each batch is a transaction or a
+	// few; a full batch's successor waits for its commit, one round trip
 	// per DefaultMaxBatch events.
 	DefaultMaxBatch = 4096
 	// DefaultAckTimeout is how long a batch may go without word from

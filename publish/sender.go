@@ -15,8 +15,8 @@ import (
 )
 
 // sender is the pipeline's one goroutine: it publishes the window in order
-// into one batch at a time, ends a batch when it has nothing more to send
-// (or the batch is full), seals a batch that broke or went quiet, and when
+// into one batch at a time, ends a batch when it is full or has had nothing
+// more to send for commitLinger, seals a batch that broke or went quiet, and when
 // a batch ends short it resolves what was stored and starts the next batch
 // at the first event that was not.
 // In atomic mode step is atomicStep, which hands transactions to step.
