@@ -112,10 +112,12 @@ func (s *Session) Run(ctx context.Context) error {
 		if s.waitingForFlush() {
 			wake = flushProbe
 		}
-		if d := time.Now().Add(wake); d.Before(deadline) {
+		if d := time.Now().Add(wake).Truncate(flushProbe).Add(flushProbe); d.Before(deadline) {
 			// Wake at least every second to notice cancellation and send
 			// progress promptly when the position moved; more often while
-			// a flip waits to be known flushed.
+			// a flip waits to be known flushed. Rounded, so that the
+			// socket's deadline changes a few times a second, not at every
+			// frame.
 			deadline = d
 		}
 		f, err := s.conn.Receive(deadline)
