@@ -299,7 +299,9 @@ func (p *Pipeline) Idle() bool {
 
 // Drained returns a channel that is closed once nothing is in the window
 // (at once if nothing is now): everything submitted before the call is
-// acked, flipped and released.
+// acked, flipped and released. It hands what was submitted to the sender
+// (Flush): a caller that waits for the window to empty may have stopped
+// submitting in the middle of a transaction, without a mark.
 func (p *Pipeline) Drained() <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -308,6 +310,8 @@ func (p *Pipeline) Drained() <-chan struct{} {
 		close(ch)
 		return ch
 	}
+	p.unsent = 0
+	signal(p.sendCh)
 	if p.drained == nil {
 		p.drained = make(chan struct{})
 	}
