@@ -65,7 +65,6 @@ func (r *Relay) backfill(ctx context.Context, snap replication.Snapshot, pipe *p
 	if err := rows.Err(); err != nil {
 		return n, fmt.Errorf("backfill: read: %w", err)
 	}
-	pipe.Flush()
 	return n, nil
 }
 

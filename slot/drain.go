@@ -122,15 +122,17 @@ func (s *stuckFlush) due(pos *position) bool {
 	return true
 }
 
-// forceFlush commits a transaction synchronously, which flushes every WAL
-// record before its own. The transaction must write WAL of its own, or its
-// commit is not flushed: a transactional logical message (which the session
-// ignores) is the smallest write the relay's role may make.
+// forceFlush commits a transaction that waits for its WAL to be flushed
+// locally, which flushes every WAL record before its own. The transaction
+// must write WAL of its own, or its commit is not flushed: a transactional
+// logical message (which the session ignores) is the smallest write the
+// relay's role may make. Local is enough, and never waits on a synchronous
+// standby: what counts as flushed is still only what the walsender sends.
 func forceFlush(ctx context.Context, run election.Runner) error {
 	return run(ctx, func(ctx context.Context, conn *pgx.Conn) error {
 		b := &pgx.Batch{}
 		b.Queue("BEGIN")
-		b.Queue("SET LOCAL synchronous_commit = on")
+		b.Queue("SET LOCAL synchronous_commit = local")
 		b.Queue("SELECT pg_logical_emit_message(true, 'cdcrelay-flush', '')")
 		b.Queue("COMMIT")
 		if err := conn.SendBatch(ctx, b).Close(); err != nil {

@@ -206,7 +206,12 @@ func (s *Session) submit(ctx context.Context, it flow.Item) error {
 // ForceFlushAfter.
 func (s *Session) tend(ctx context.Context, force bool) error {
 	if s.stuck.due(&s.pos) {
-		if err := forceFlush(ctx, s.cfg.Flush); err != nil {
+		// Not cancelled with ctx: cancelling a statement on the lock
+		// connection ends the lease, and a shutdown should drain instead.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StatusInterval)
+		err := forceFlush(fctx, s.cfg.Flush)
+		cancel()
+		if err != nil {
 			return err
 		}
 	}
