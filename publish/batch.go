@@ -43,8 +43,8 @@ const (
 	// messages.
 	requestedFlow = 100
 	// maxUnacked, in acks, bounds how far the relay runs ahead of the
-	// server's flow acks.
-	maxUnacked = 16
+	// server's flow acks: 4000 messages, as when acks came every 500.
+	maxUnacked = 40
 	// commitLinger is how long a batch stays open after its last message
 	// before the sender commits it. Committing whenever the sender caught
 	// up with the window made every small transaction a batch of its own,
