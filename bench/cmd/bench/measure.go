@@ -32,7 +32,16 @@ func (s *session) meter(ctx context.Context) (meter, error) {
 	if m.wal, err = s.walLSN(ctx); err != nil {
 		return m, fmt.Errorf("read WAL position: %w", err)
 	}
-	if err := s.q.QueryRow(ctx, `SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter),
+	var version int
+	if err := s.q.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
+		return m, fmt.Errorf("read server version: %w", err)
+	}
+	// PostgreSQL 17 moved the checkpoint counts to pg_stat_checkpointer.
+	checkpoints := `SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter`
+	if version >= 170000 {
+		checkpoints = `SELECT num_timed + num_requested FROM pg_stat_checkpointer`
+	}
+	if err := s.q.QueryRow(ctx, `SELECT (`+checkpoints+`),
   coalesce((SELECT autovacuum_count + autoanalyze_count FROM pg_stat_user_tables WHERE relid = 'bus.outbox'::regclass), 0)`).Scan(&m.checkpoints, &m.autovacuums); err != nil {
 		return m, fmt.Errorf("read background activity: %w", err)
 	}
