@@ -133,6 +133,7 @@ func (r *Relay) open(ctx context.Context) error {
 	if err := replication.Check(ctx, pool, replication.CheckConfig{
 		Slot: r.cfg.Slot, Publication: r.cfg.Publication, Table: "bus.outbox",
 		ApplicationName: replication.ApplicationName(r.cfg.DatabaseURL),
+		StatusInterval:  r.cfg.StatusInterval,
 	}); err != nil {
 		pool.Close()
 		return err

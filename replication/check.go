@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -39,6 +40,11 @@ type CheckConfig struct {
 	// ApplicationName is the name the relay's replication connection gives
 	// the server (ApplicationName of its URL); default "cdcrelay".
 	ApplicationName string
+	// StatusInterval is the longest the relay stays silent towards its
+	// walsender (while back-pressured it reads nothing and only sends
+	// status): wal_sender_timeout must be at least twice as long. Zero
+	// skips the check.
+	StatusInterval time.Duration
 }
 
 // Settings of CheckConfig a CheckError can name.
@@ -206,6 +212,24 @@ func (c *checker) server(ctx context.Context) error {
 	if c.version < 100000 {
 		return problem("upgrade to PostgreSQL 10 or later (14 or later for binary transfer and heartbeats)",
 			"PostgreSQL %d has no pgoutput", c.version)
+	}
+	return c.senderTimeout(ctx)
+}
+
+// senderTimeout checks that the walsender waits long enough for the relay:
+// as the relay's role sees it, since the setting may be set per role.
+func (c *checker) senderTimeout(ctx context.Context) error {
+	if c.cfg.StatusInterval <= 0 {
+		return nil
+	}
+	var ms int64
+	if err := c.query(ctx, "wal_sender_timeout", `SELECT setting::bigint FROM pg_settings WHERE name = 'wal_sender_timeout'`, nil, &ms); err != nil {
+		return err
+	}
+	timeout, least := time.Duration(ms)*time.Millisecond, 2*c.cfg.StatusInterval
+	if ms > 0 && timeout < least {
+		return problem(fmt.Sprintf("set wal_sender_timeout to %s or more (or 0) for role %s, e.g. ALTER ROLE %s SET wal_sender_timeout = '%ds'", least, c.user, c.ident(c.user), int(least.Seconds())),
+			"wal_sender_timeout is %s: a relay that is back-pressured answers its walsender only every %s, so the walsender would end the connection", timeout, c.cfg.StatusInterval)
 	}
 	return nil
 }

@@ -106,6 +106,15 @@ func TestCheck(t *testing.T) {
 		{name: "slot in another database", want: "belongs to database postgres",
 			setup: foreignSlot(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`)},
 		{name: "physical slot", want: "is a physical slot", setup: foreignSlot(`SELECT pg_create_physical_replication_slot($1)`)},
+		{name: "walsender timeout shorter than two status intervals", want: "wal_sender_timeout is 4s",
+			setup: func(t *testing.T, d database, cfg *replication.CheckConfig) replication.Querier {
+				cfg.StatusInterval = 5 * time.Second
+				return asRole("REPLICATION", append(relayGrants, `ALTER ROLE $role SET wal_sender_timeout = '4s'`)...)(t, d, cfg)
+			}},
+		{name: "walsender timeout long enough", setup: func(t *testing.T, d database, cfg *replication.CheckConfig) replication.Querier {
+			cfg.StatusInterval = 5 * time.Second
+			return asRole("REPLICATION", append(relayGrants, `ALTER ROLE $role SET wal_sender_timeout = '10s'`)...)(t, d, cfg)
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
