@@ -59,8 +59,10 @@ type Pipeline struct {
 	// Wake-ups, each a 1-buffered channel so a signal is never lost and
 	// never blocks the signaller.
 	roomCh, sendCh, resolvedCh chan struct{}
-	// drained is closed when the window empties; made by Drained on demand.
-	drained chan struct{}
+	// waiters are closed once released reaches their target (Drained,
+	// Settled); lastMark is the window position after the last mark.
+	waiters  []waiter
+	lastMark uint64
 	// unsent counts events submitted since the sender was last woken.
 	unsent int
 
@@ -217,6 +219,9 @@ func (p *Pipeline) Submit(ctx context.Context, it flow.Item, deadline time.Time)
 			if p.fastToMark && it.Event == nil {
 				p.fastEnd, p.fastToMark = p.w.added, false
 			}
+			if it.Event == nil {
+				p.lastMark = p.w.added
+			}
 			p.unsent++
 			wake := it.Event == nil || p.unsent >= handOverEvery
 			if wake {
@@ -280,10 +285,15 @@ func (p *Pipeline) Resolved(ctx context.Context, buf []flow.Item) ([]flow.Item, 
 func (p *Pipeline) Release(n int) {
 	p.mu.Lock()
 	p.w.release(n)
-	if n, _ := p.w.inFlight(); n == 0 && p.drained != nil {
-		close(p.drained)
-		p.drained = nil
+	kept := p.waiters[:0]
+	for _, w := range p.waiters {
+		if p.w.released >= w.target {
+			close(w.ch)
+		} else {
+			kept = append(kept, w)
+		}
 	}
+	p.waiters = kept
 	p.mu.Unlock()
 	signal(p.roomCh)
 }
@@ -297,25 +307,47 @@ func (p *Pipeline) Idle() bool {
 	return n == 0
 }
 
-// Drained returns a channel that is closed once nothing is in the window
-// (at once if nothing is now): everything submitted before the call is
-// acked, flipped and released. It hands what was submitted to the sender
-// (Flush): a caller that waits for the window to empty may have stopped
-// submitting in the middle of a transaction, without a mark.
+// waiter is a channel to close once the window has released target items.
+type waiter struct {
+	target uint64
+	ch     chan struct{}
+}
+
+// Drained returns a channel that is closed once everything submitted before
+// the call is acked, flipped and released (at once if it is). It hands what
+// was submitted to the sender (Flush): a caller that waits for the window
+// to empty may have stopped submitting in the middle of a transaction,
+// without a mark.
 func (p *Pipeline) Drained() <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if n, _ := p.w.inFlight(); n == 0 {
-		ch := make(chan struct{})
+	p.unsent = 0
+	signal(p.sendCh)
+	return p.releasedTo(p.w.added)
+}
+
+// Settled returns a channel that is closed once everything up to the last
+// mark submitted is released: all that a slot position can depend on. The
+// events of a transaction whose end never came are not waited for (in
+// atomic mode they are never sent: a transaction is sent whole).
+func (p *Pipeline) Settled() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.unsent = 0
+	signal(p.sendCh)
+	return p.releasedTo(p.lastMark)
+}
+
+// releasedTo returns a channel closed once target items are released. Lock
+// held.
+func (p *Pipeline) releasedTo(target uint64) <-chan struct{} {
+	ch := make(chan struct{})
+	if p.w.released >= target {
 		close(ch)
 		return ch
 	}
-	p.unsent = 0
-	signal(p.sendCh)
-	if p.drained == nil {
-		p.drained = make(chan struct{})
-	}
-	return p.drained
+	p.waiters = append(p.waiters, waiter{target: target, ch: ch})
+	return ch
 }
 
 // Stats returns a snapshot of the pipeline's counters.

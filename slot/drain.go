@@ -18,10 +18,10 @@ import (
 var ErrUndrained = errors.New("drain timed out")
 
 // Drain ends a term gracefully, after Run returned: it waits, within
-// timeout, for the sink to release everything submitted and for the last
-// flips to be known flushed, keeping the walsender informed, then confirms
-// the final position. Data that arrives now is not handled: it lies beyond
-// anything confirmed, so it comes again.
+// timeout, for the sink to release everything up to the last transaction's
+// end and for the last flips to be known flushed, keeping the walsender
+// informed, then confirms the final position. Data that arrives now is not
+// handled: it lies beyond anything confirmed, so it comes again.
 func (s *Session) Drain(ctx context.Context, timeout time.Duration) error {
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -41,10 +41,12 @@ func (s *Session) Drain(ctx context.Context, timeout time.Duration) error {
 	return nil
 }
 
-// awaitDrained waits for the sink to release everything, sending status
-// updates on time meanwhile.
+// awaitDrained waits for the sink to release everything up to the last
+// mark, sending status updates on time meanwhile: the events of a
+// transaction the session stopped in the middle of cannot be confirmed, so
+// they are not waited for.
 func (s *Session) awaitDrained(ctx context.Context) error {
-	drained := s.sink.Drained()
+	drained := s.sink.Settled()
 	for {
 		t := time.NewTimer(max(time.Until(s.lastStatus.Add(s.cfg.StatusInterval)), flushProbe))
 		select {

@@ -22,8 +22,9 @@ type Sink interface {
 	Submit(ctx context.Context, it flow.Item, deadline time.Time) error
 	// Idle reports whether every item submitted so far has been released.
 	Idle() bool
-	// Drained is closed once every item submitted so far is released.
-	Drained() <-chan struct{}
+	// Settled is closed once every item up to the last mark submitted so far
+	// is released.
+	Settled() <-chan struct{}
 }
 
 // Config is what a Session needs besides its connection and its sink.
