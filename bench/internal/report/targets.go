@@ -27,33 +27,25 @@ func (r *Results) targets() string {
 		}
 		check(worst >= 0.7*ceiling && flat, "single-row writers with cdcrelay at %.0f %% of the no-consumer ceiling (worst round), lag flat in every round: %v (target ≥ 70 %%, flat)", 100*worst/ceiling, flat)
 	}
-	for _, s := range r.Sustain {
-		if s.System == Relay {
-			check(s.Best >= 50000, "sustained %s events/s in 100-event transactions (target ≥ 50 k)", kilo(s.Best))
-		}
-	}
+	r.sustainTarget(check)
 	for _, t := range []struct {
 		rate, p99 float64
 	}{{1000, 3}, {10000, 20}} {
-		var p99s []float64
-		for _, l := range r.Latency {
-			if l.System == Relay && l.Rate == t.rate {
-				p99s = append(p99s, l.CommitAck.P99)
-			}
-		}
-		if len(p99s) > 0 {
+		if p99s := r.latencies(Relay, t.rate, func(p Percentiles) float64 { return p.P99 }); len(p99s) > 0 {
 			check(slices.Max(p99s) <= t.p99, "commit → ack p99 %s ms at %s events/s (worst round; target ≤ %g ms)", ms(slices.Max(p99s)), kilo(t.rate), t.p99)
 		}
 	}
+	r.belowPollerTarget(check)
 	relayPG := median(pick(r.writers(Relay, 1), func(w WriterRun) float64 { return w.Cost.PGCPU }))
 	pollerPG := median(pick(r.writers(Poller, 1), func(w WriterRun) float64 { return w.Cost.PGCPU }))
 	nonePG := median(pick(r.writers(None, 1), func(w WriterRun) float64 { return w.Cost.PGCPU }))
 	if !math.IsNaN(relayPG) && !math.IsNaN(pollerPG) {
-		note := ""
-		if !math.IsNaN(nonePG) {
-			note = fmt.Sprintf("; counting only what each adds above no consumer: %.2f", (relayPG-nonePG)/(pollerPG-nonePG))
+		if math.IsNaN(nonePG) {
+			check(relayPG <= pollerPG/3, "Postgres CPU per single-row event %.2f of the poller's (medians, writers' inserts included; target ≤ 0.33)", relayPG/pollerPG)
+		} else {
+			added := (relayPG - nonePG) / (pollerPG - nonePG)
+			check(added <= 1.0/3, "Postgres CPU cdcrelay adds per single-row event above no consumer %.2f of what the poller adds (medians; writers' inserts included: %.2f; target ≤ 0.33)", added, relayPG/pollerPG)
 		}
-		check(relayPG <= pollerPG/3, "Postgres CPU per single-row event %.2f of the poller's (medians, writers' inserts included%s; target ≤ 0.33)", relayPG/pollerPG, note)
 	}
 	r.sharedTarget(check)
 	var rss []float64
@@ -79,4 +71,59 @@ func (r *Results) targets() string {
 		return ""
 	}
 	return "\ncdcrelay against its targets:\n\n" + strings.Join(lines, "\n") + "\n"
+}
+
+// sustainTarget: cdcrelay's best flat-lag rate at least twice the poller's.
+func (r *Results) sustainTarget(check func(bool, string, ...any)) {
+	best := map[string]float64{}
+	for _, s := range r.Sustain {
+		best[s.System] = s.Best
+	}
+	relay, ok := best[Relay]
+	if !ok {
+		return
+	}
+	poller, ok := best[Poller]
+	if !ok || poller == 0 {
+		check(relay >= 50000, "sustained %s events/s in 100-event transactions (no poller rate to compare; target ≥ 50 k)", kilo(relay))
+		return
+	}
+	check(relay >= 2*poller, "sustained %s events/s in 100-event transactions, the poller %s (target ≥ 2× the poller's)", kilo(relay), kilo(poller))
+}
+
+// belowPollerTarget: commit → ack p99 and p99.9 below the poller's at every
+// offered rate, worst round against best.
+func (r *Results) belowPollerTarget(check func(bool, string, ...any)) {
+	var rates []float64
+	for _, l := range r.Latency {
+		if l.System == Relay && !slices.Contains(rates, l.Rate) {
+			rates = append(rates, l.Rate)
+		}
+	}
+	slices.Sort(rates)
+	for _, rate := range rates {
+		for _, q := range []struct {
+			name string
+			get  func(Percentiles) float64
+		}{{"p99", func(p Percentiles) float64 { return p.P99 }}, {"p99.9", func(p Percentiles) float64 { return p.P999 }}} {
+			relay, poller := r.latencies(Relay, rate, q.get), r.latencies(Poller, rate, q.get)
+			if len(relay) == 0 || len(poller) == 0 {
+				continue
+			}
+			check(slices.Max(relay) < slices.Min(poller), "commit → ack %s at %s events/s %s ms, the poller %s ms (worst round against its best; target below the poller's)",
+				q.name, kilo(rate), ms(slices.Max(relay)), ms(slices.Min(poller)))
+		}
+	}
+}
+
+// latencies are one system's commit → ack percentiles at rate, a value per
+// round (the default latency runs, not the fixed-size ones).
+func (r *Results) latencies(system string, rate float64, get func(Percentiles) float64) []float64 {
+	var out []float64
+	for _, l := range r.Latency {
+		if l.System == system && l.Rate == rate {
+			out = append(out, get(l.CommitAck))
+		}
+	}
+	return out
 }
