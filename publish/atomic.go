@@ -127,7 +127,7 @@ func (p *Pipeline) atomicStep(ctx context.Context, s *sendState, a *atomicState)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.count(func(c *Counters) { c.Recoveries.Add(1) })
+	p.cfg.Counters.Recoveries.Add(1)
 	switch {
 	case g.txs > 1:
 		// What one transaction holds fails them all: one at a time.
@@ -253,7 +253,7 @@ func (p *Pipeline) handOver(g group, reason string, notAtomic bool) {
 	if !notAtomic {
 		return
 	}
-	p.count(func(c *Counters) { c.NotAtomic.Add(1) })
+	p.cfg.Counters.NotAtomic.Add(1)
 	if p.cfg.OnNotAtomic != nil {
 		p.cfg.OnNotAtomic(g.events, reason)
 	}
@@ -327,7 +327,7 @@ func (p *Pipeline) resolveAtomic(end uint64, sentAt time.Time) {
 	now := time.Now()
 	for p.w.resolved < end {
 		if p.w.items[p.w.slot(p.w.resolved)].Event != nil {
-			p.count(func(c *Counters) { c.Published.Add(1) })
+			p.cfg.Counters.Published.Add(1)
 			if p.cfg.OnAck != nil {
 				p.cfg.OnAck(now.Sub(sentAt))
 			}

@@ -257,8 +257,13 @@ func (p *Pipeline) Submit(ctx context.Context, it flow.Item, deadline time.Time)
 // for a caller whose last items are events, such as a backfill.
 func (p *Pipeline) Flush() {
 	p.mu.Lock()
-	p.unsent = 0
+	p.wakeSender()
 	p.mu.Unlock()
+}
+
+// wakeSender hands everything submitted so far to the sender. Lock held.
+func (p *Pipeline) wakeSender() {
+	p.unsent = 0
 	signal(p.sendCh)
 }
 
@@ -321,8 +326,7 @@ type waiter struct {
 func (p *Pipeline) Drained() <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.unsent = 0
-	signal(p.sendCh)
+	p.wakeSender()
 	return p.releasedTo(p.w.added)
 }
 
@@ -333,8 +337,7 @@ func (p *Pipeline) Drained() <-chan struct{} {
 func (p *Pipeline) Settled() <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.unsent = 0
-	signal(p.sendCh)
+	p.wakeSender()
 	return p.releasedTo(p.lastMark)
 }
 
@@ -382,9 +385,9 @@ func (p *Pipeline) advance() {
 			return
 		case seq > 0:
 			if p.b.duplicate && seq == 1 {
-				p.count(func(c *Counters) { c.Duplicates.Add(1) })
+				p.cfg.Counters.Duplicates.Add(1)
 			} else {
-				p.count(func(c *Counters) { c.Published.Add(1) })
+				p.cfg.Counters.Published.Add(1)
 			}
 			if p.cfg.OnAck != nil {
 				if now.IsZero() {
@@ -393,7 +396,7 @@ func (p *Pipeline) advance() {
 				p.cfg.OnAck(now.Sub(p.w.sentAt[i]))
 			}
 		case it.DeadLetter != nil:
-			p.count(func(c *Counters) { c.DeadLetters.Add(1) })
+			p.cfg.Counters.DeadLetters.Add(1)
 		}
 		p.w.resolved++
 	}
@@ -406,8 +409,6 @@ func (p *Pipeline) finishAdvance(from uint64) {
 		signal(p.resolvedCh)
 	}
 }
-
-func (p *Pipeline) count(f func(*Counters)) { f(p.cfg.Counters) }
 
 // Counters are the event counts: Config.Counters, or the pipeline's own.
 func (p *Pipeline) Counters() *Counters { return p.cfg.Counters }

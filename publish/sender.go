@@ -379,7 +379,7 @@ func (p *Pipeline) finishBatch() (retry error, recheck bool) {
 	p.w.sent = p.w.resolved
 	*b = batch{}
 	if retry != nil {
-		p.count(func(c *Counters) { c.Recoveries.Add(1) })
+		p.cfg.Counters.Recoveries.Add(1)
 	}
 	return retry, recheck
 }

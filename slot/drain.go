@@ -25,7 +25,7 @@ var ErrUndrained = errors.New("drain timed out")
 func (s *Session) Drain(ctx context.Context, timeout time.Duration) error {
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err := s.awaitDrained(dctx)
+	err := s.awaitSettled(dctx)
 	if err == nil {
 		err = s.awaitFlushed(dctx)
 	}
@@ -41,16 +41,16 @@ func (s *Session) Drain(ctx context.Context, timeout time.Duration) error {
 	return nil
 }
 
-// awaitDrained waits for the sink to release everything up to the last
+// awaitSettled waits for the sink to release everything up to the last
 // mark, sending status updates on time meanwhile: the events of a
 // transaction the session stopped in the middle of cannot be confirmed, so
 // they are not waited for.
-func (s *Session) awaitDrained(ctx context.Context) error {
-	drained := s.sink.Settled()
+func (s *Session) awaitSettled(ctx context.Context) error {
+	settled := s.sink.Settled()
 	for {
 		t := time.NewTimer(max(time.Until(s.lastStatus.Add(s.cfg.StatusInterval)), flushProbe))
 		select {
-		case <-drained:
+		case <-settled:
 			t.Stop()
 			return nil
 		case <-ctx.Done():
