@@ -29,6 +29,7 @@ import (
 	"github.com/cdcrelay/cdcrelay/outbox"
 	"github.com/cdcrelay/cdcrelay/publish"
 	"github.com/cdcrelay/cdcrelay/relay"
+	"github.com/cdcrelay/cdcrelay/slot"
 )
 
 // harness is one test's database, NATS server and relay configuration.
@@ -283,6 +284,21 @@ func (h *Harness) Slot() (pglogrepl.LSN, bool) {
 	}
 	l, _ := pglogrepl.ParseLSN(*lsn)
 	return l, active
+}
+
+// SlotTrusted reports whether the slot is in use and its initial backfill
+// completed: from then on the relay streams every event from the slot,
+// none from a backfill.
+func (h *Harness) SlotTrusted() bool {
+	h.T.Helper()
+	if _, active := h.Slot(); !active {
+		return false
+	}
+	m, err := slot.ReadMark(context.Background(), h.Pool, "cdcrelay")
+	if err != nil {
+		h.T.Fatal(err)
+	}
+	return m.Done
 }
 
 func (h *Harness) WaitStreaming(r *Relay) {
