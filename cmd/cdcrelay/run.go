@@ -5,10 +5,12 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
 	"github.com/cdcrelay/cdcrelay/election"
 	"github.com/cdcrelay/cdcrelay/internal/natsserver"
+	"github.com/cdcrelay/cdcrelay/internal/sched"
 	"github.com/cdcrelay/cdcrelay/publish"
 	"github.com/cdcrelay/cdcrelay/relay"
 )
@@ -32,6 +34,7 @@ func runCommand() *cli.Command {
 		&cli.DurationFlag{Name: "election-interval", EnvVars: []string{"CDCRELAY_ELECTION_INTERVAL"}, Value: election.DefaultInterval, Usage: "how long a standby waits on the lock before it waits again, and how often a leader checks its lock"},
 		&cli.DurationFlag{Name: "shutdown-timeout", EnvVars: []string{"CDCRELAY_SHUTDOWN_TIMEOUT"}, Value: relay.DefaultShutdownTimeout, Usage: "how long SIGTERM waits for in-flight acks"},
 		&cli.DurationFlag{Name: "slot-create-timeout", EnvVars: []string{"CDCRELAY_SLOT_CREATE_TIMEOUT"}, Value: relay.DefaultSlotCreateTimeout, Usage: "how long creating the slot may wait for transactions open when it began, before it is retried"},
+		&cli.StringFlag{Name: "cpu-policy", EnvVars: []string{"CDCRELAY_CPU_POLICY"}, Value: cpuPolicyBatch, Usage: "batch: a woken relay thread never preempts the one running on its core, such as PostgreSQL's walsender on a shared host (Linux SCHED_BATCH, same CPU share); normal: the kernel's default"},
 		&cli.BoolFlag{Name: "ensure-stream", EnvVars: []string{"CDCRELAY_ENSURE_STREAM"}, Usage: "create or update the stream at start-up (needs --subjects)"},
 	}
 	return withConfig(&cli.Command{
@@ -48,6 +51,9 @@ func runCommand() *cli.Command {
 				return err
 			}
 			if err := operateConfig(c, &cfg); err != nil {
+				return err
+			}
+			if err := applyCPUPolicy(c.String("cpu-policy"), log); err != nil {
 				return err
 			}
 			if c.Bool("embedded-nats") {
@@ -111,4 +117,28 @@ func runConfig(c *cli.Context) (relay.Config, error) {
 		cfg.EnsureStream = sc
 	}
 	return cfg, nil
+}
+
+const (
+	cpuPolicyBatch  = "batch"
+	cpuPolicyNormal = "normal"
+)
+
+// applyCPUPolicy puts the process under the --cpu-policy. Batch is the
+// default because the relay is woken by every message of its walsender: on
+// cores shared with PostgreSQL, waking under the default policy preempts
+// that walsender and delays the next events (see package sched). A kernel
+// or sandbox that refuses it costs latency, not correctness: a warning.
+func applyCPUPolicy(policy string, log zerolog.Logger) error {
+	switch policy {
+	case cpuPolicyNormal:
+		return nil
+	case cpuPolicyBatch:
+		if _, err := sched.Batch(); err != nil {
+			log.Warn().Err(err).Msg("running under the default CPU policy; --cpu-policy normal silences this warning")
+		}
+		return nil
+	default:
+		return fmt.Errorf("--cpu-policy %q: want %s or %s", policy, cpuPolicyBatch, cpuPolicyNormal)
+	}
 }
