@@ -50,12 +50,18 @@ type proc struct {
 
 func startProc(t *testing.T, name string, args []string) *proc {
 	t.Helper()
-	p := &proc{name: name, log: filepath.Join(t.TempDir(), name+".log"), done: make(chan struct{})}
+	return startCommand(t, name, exec.Command(bin, args...))
+}
+
+// startCommand starts cmd, which runs the relay (possibly through a command
+// that execs it, keeping the pid).
+func startCommand(t *testing.T, name string, cmd *exec.Cmd) *proc {
+	t.Helper()
+	p := &proc{name: name, log: filepath.Join(t.TempDir(), name+".log"), done: make(chan struct{}), cmd: cmd}
 	f, err := os.Create(p.log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"testing"
 	"time"
@@ -18,17 +19,25 @@ import (
 
 // A streaming relay runs every thread under SCHED_BATCH by default, so that
 // its wake-ups do not preempt the walsender it reads from on a shared host;
-// --cpu-policy normal leaves the kernel's default.
+// --cpu-policy normal leaves the kernel's default, and a policy the
+// operator set (here SCHED_IDLE through chrt) stands.
 func TestRelayThreadsFollowCPUPolicy(t *testing.T) {
 	h := relaytest.New(t, env, true)
-	for _, c := range []struct {
+	chrt, err := exec.LookPath("chrt")
+	if err != nil {
+		t.Fatal("chrt (util-linux) not found")
+	}
+	for i, c := range []struct {
+		under  []string // a command that execs the relay
 		args   []string
 		policy uint32
 	}{
-		{nil, unix.SCHED_BATCH},
-		{[]string{"--cpu-policy", "normal"}, unix.SCHED_NORMAL},
+		{nil, nil, unix.SCHED_BATCH},
+		{nil, []string{"--cpu-policy", "normal"}, unix.SCHED_NORMAL},
+		{[]string{chrt, "--idle", "0"}, nil, unix.SCHED_IDLE},
 	} {
-		p := startProc(t, fmt.Sprintf("relay-%d", c.policy), h.RunArgs(c.args...))
+		argv := append(append(c.under, bin), h.RunArgs(c.args...)...)
+		p := startCommand(t, fmt.Sprintf("relay-%d", i), exec.Command(argv[0], argv[1:]...))
 		testenv.Eventually(t, time.Minute, func() error {
 			if !slotActive(h) {
 				return errors.New("relay not streaming yet")

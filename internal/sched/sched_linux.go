@@ -9,51 +9,58 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Batch puts every thread of the process under SCHED_BATCH, keeping each
-// one's nice value. Threads inherit the policy of the thread that creates
-// them, so once no thread is left under another policy every later thread
-// (the Go runtime starts them as it pleases) runs under it too. It returns
+// Batch puts every thread of the process that runs under the default policy
+// (SCHED_OTHER) under SCHED_BATCH, keeping its nice value; a thread under
+// another policy, one the operator chose with chrt or systemd's
+// CPUSchedulingPolicy=, keeps it. Threads inherit the policy of the thread
+// that creates them, so once every thread is seen, every later one (the Go
+// runtime starts them as it pleases) inherits the result too. It returns
 // how many threads it changed.
 func Batch() (int, error) {
-	done := map[int]bool{}
+	seen := map[int]bool{}
+	changed := 0
 	for {
 		tids, err := threads()
 		if err != nil {
-			return len(done), err
+			return changed, err
 		}
-		changed := 0
+		fresh := 0
 		for _, tid := range tids {
-			if done[tid] {
+			if seen[tid] {
 				continue
 			}
-			if err := batch(tid); err != nil {
-				if errors.Is(err, unix.ESRCH) { // the thread exited meanwhile
-					continue
-				}
-				return len(done), fmt.Errorf("put thread %d under SCHED_BATCH: %w", tid, err)
+			did, err := batch(tid)
+			if errors.Is(err, unix.ESRCH) { // the thread exited meanwhile
+				continue
 			}
-			done[tid] = true
-			changed++
+			if err != nil {
+				return changed, fmt.Errorf("put thread %d under SCHED_BATCH: %w", tid, err)
+			}
+			seen[tid] = true
+			fresh++
+			if did {
+				changed++
+			}
 		}
-		// A pass that found every thread done saw no thread created by one
-		// that was not.
-		if changed == 0 {
-			return len(done), nil
+		// A pass that found no thread unseen found none created by a thread
+		// that had not been seen.
+		if fresh == 0 {
+			return changed, nil
 		}
 	}
 }
 
-func batch(tid int) error {
+func batch(tid int) (bool, error) {
 	attr, err := unix.SchedGetAttr(tid, 0)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if attr.Policy == unix.SCHED_BATCH {
-		return nil
+	if attr.Policy != unix.SCHED_NORMAL {
+		return false, nil
 	}
 	attr.Policy = unix.SCHED_BATCH
 	attr.Flags = 0
-	return unix.SchedSetAttr(tid, attr, 0)
+	return true, unix.SchedSetAttr(tid, attr, 0)
 }
 
 func threads() ([]int, error) {
