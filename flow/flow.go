@@ -27,11 +27,22 @@ type Event struct {
 	Headers   map[string][]string // nil when the column is NULL, absent or {}
 	CreatedAt time.Time           // zero if the column is absent, NULL or ±infinity
 	CommitLSN pglogrepl.LSN       // the transaction's commit LSN (Begin.FinalLSN)
+	Trace     Trace               // when it passed the stages before the publish
 	// Problem is set when the row decoded at protocol level but its content
 	// is unusable (headers that are not an object of string → string or
 	// array of strings, or header names and values NATS cannot carry). The
 	// relay dead-letters such an event instead of stopping.
 	Problem error
+}
+
+// Trace is when an event streamed from the slot passed each stage before the
+// publish, as the relay's diagnostic headers report them. All zero for a
+// backfilled event. Committed and Sent are PostgreSQL's clock, Received the
+// relay's.
+type Trace struct {
+	Committed time.Time // its transaction's commit timestamp (pgoutput Begin)
+	Sent      time.Time // the walsender sent it (XLogData send time)
+	Received  time.Time // the relay read it
 }
 
 // EventIDString formats EventID in the canonical 8-4-4-4-12 lowercase hex.

@@ -55,8 +55,9 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound recovery retries.
 	MinBackoff, MaxBackoff time.Duration
 	// DiagnosticHeaders adds Cdcrelay-Outbox-Id and Cdcrelay-Commit-Lsn to
-	// every message. Off by default: every consumer of the bus would parse
-	// them.
+	// every message, and to each streamed event the times of its stages
+	// (HeaderCommitTime and the others). Off by default: every consumer of
+	// the bus would parse them.
 	DiagnosticHeaders bool
 	// OnRetry, when set, is called from the pipeline's goroutine with the
 	// cause of each recovery and each failed attempt to resume; the relay

@@ -34,10 +34,20 @@ import (
 	"github.com/cdcrelay/cdcrelay/flow"
 )
 
-// Header names the relay sets when Config.DiagnosticHeaders is on.
+// Header names the relay sets when Config.DiagnosticHeaders is on. The
+// times (RFC 3339, UTC, nanoseconds) give every stage of an event's trip
+// an address: its transaction's commit (PostgreSQL's timestamp), the
+// walsender's send, the relay's receipt, and its hand-off to the NATS
+// connection; JetStream's stored timestamp and the consumer's receipt
+// follow. The four times are on events streamed from the slot only, not
+// on backfilled ones.
 const (
-	HeaderOutboxID  = "Cdcrelay-Outbox-Id"
-	HeaderCommitLSN = "Cdcrelay-Commit-Lsn"
+	HeaderOutboxID   = "Cdcrelay-Outbox-Id"
+	HeaderCommitLSN  = "Cdcrelay-Commit-Lsn"
+	HeaderCommitTime = "Cdcrelay-Commit-Time"
+	HeaderSent       = "Cdcrelay-Walsender-Sent"
+	HeaderReceived   = "Cdcrelay-Received"
+	HeaderPublished  = "Cdcrelay-Published"
 )
 
 // Pipeline publishes items in order through one NATS connection. Submit,

@@ -266,6 +266,15 @@ func (p *Pipeline) header(s *sendState, ev *flow.Event) nats.Header {
 		if ev.CommitLSN != 0 {
 			h[HeaderCommitLSN] = []string{ev.CommitLSN.String()}
 		}
+		if !ev.Trace.Received.IsZero() { // streamed, not backfilled
+			for name, at := range map[string]time.Time{
+				HeaderCommitTime: ev.Trace.Committed, HeaderSent: ev.Trace.Sent, HeaderReceived: ev.Trace.Received, HeaderPublished: time.Now(),
+			} {
+				if !at.IsZero() {
+					h[name] = []string{at.UTC().Format(time.RFC3339Nano)}
+				}
+			}
+		}
 	}
 	return h
 }

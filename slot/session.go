@@ -61,6 +61,9 @@ type Session struct {
 	lastStatus time.Time
 	sentPos    pglogrepl.LSN
 	stuck      stuckFlush
+	// The commit timestamp of the open transaction and the send time of
+	// the frame being handled, for each event's Trace.
+	txCommitted, frameSent time.Time
 }
 
 // New prepares a session on conn for one term. Acks may come in at once (a
@@ -148,6 +151,7 @@ func (s *Session) Run(ctx context.Context) error {
 				}
 			}
 		case replication.FrameXLogData:
+			s.frameSent = f.ServerTime
 			if err := s.handle(ctx, f.Data); err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -166,8 +170,9 @@ func (s *Session) handle(ctx context.Context, data []byte) error {
 	}
 	switch m.Kind {
 	case decode.KindBegin:
-		s.inTx = true
+		s.inTx, s.txCommitted = true, m.CommitTime
 	case decode.KindInsert:
+		m.Event.Trace = flow.Trace{Committed: s.txCommitted, Sent: s.frameSent, Received: time.Now()}
 		return s.submit(ctx, flow.Item{Event: m.Event})
 	case decode.KindCommit:
 		s.inTx = false

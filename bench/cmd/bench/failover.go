@@ -43,7 +43,7 @@ func (s *session) runFailover(ctx context.Context) (report.FailoverRun, error) {
 	if err != nil {
 		return run, err
 	}
-	r, err := s.receive(ctx, subject, tag, g.Scheduled())
+	r, err := s.receive(ctx, subject, tag, g.Scheduled(), false)
 	if err != nil {
 		return run, err
 	}

@@ -14,10 +14,11 @@ import (
 )
 
 // runLatency offers rate events/s open loop and measures each event's trip;
-// tapped also times its stages (cdcrelay only: see tap). With batch 0 a free
+// traced also times its stages (cdcrelay with --diagnostic-headers only: see
+// relayTrace). With batch 0 a free
 // writer commits every event due, up to 100, in one transaction; with batch
 // > 0 transactions of batch events are due on the schedule (load.Fixed).
-func (s *session) runLatency(ctx context.Context, round int, rate float64, batch int, tapped bool) (report.LatencyRun, error) {
+func (s *session) runLatency(ctx context.Context, round int, rate float64, batch int, traced bool) (report.LatencyRun, error) {
 	o := s.env.o
 	run := report.LatencyRun{System: s.sys.name(), Round: round, Rate: rate}
 	mode, label := load.Adaptive, fmt.Sprintf("latency-%.0f-r%d", rate, round)
@@ -40,17 +41,11 @@ func (s *session) runLatency(ctx context.Context, round int, rate float64, batch
 	if err != nil {
 		return run, err
 	}
-	r, err := s.receive(ctx, subject, tag, g.Scheduled())
+	r, err := s.receive(ctx, subject, tag, g.Scheduled(), traced)
 	if err != nil {
 		return run, err
 	}
 	defer r.stop()
-	var t *tap
-	if tapped {
-		if t, err = s.startTap(ctx, tag, g.Scheduled()); err != nil {
-			return run, err
-		}
-	}
 	base, _, err := s.acked(ctx)
 	if err != nil {
 		return run, err
@@ -78,11 +73,8 @@ func (s *session) runLatency(ctx context.Context, round int, rate float64, batch
 	if err != nil {
 		return run, err
 	}
-	if t != nil {
-		if err := t.stop(ctx); err != nil {
-			return run, fmt.Errorf("tap: %w", err)
-		}
-		run.Stages = stages(res, r, t)
+	if traced {
+		run.Stages = stages(res, r)
 	}
 	run.Cost = s.cost(before, after, res.Written)
 	run.Noise = s.env.noise(before, after)
@@ -111,7 +103,7 @@ func (s *session) runLatency(ctx context.Context, round int, rate float64, batch
 	}
 	run.CommitAck, run.CommitRecv, run.IntendedRecv = percentiles(commitAck), percentiles(commitRecv), percentiles(intendedRecv)
 	if o.profileDir != "" {
-		if err := writeTimes(filepath.Join(o.profileDir, fmt.Sprintf("%s-%s-%s.csv", s.db, s.sys.name(), label)), g, res, r, t); err != nil {
+		if err := writeTimes(filepath.Join(o.profileDir, fmt.Sprintf("%s-%s-%s.csv", s.db, s.sys.name(), label)), g, res, r); err != nil {
 			s.env.logf("  %v", err)
 		}
 	}
@@ -122,21 +114,23 @@ func (s *session) runLatency(ctx context.Context, round int, rate float64, batch
 }
 
 // writeTimes dumps every event's times (Unix ns) for a look at latency
-// over the run, next to the profiles; with a tap, also the commit time
-// PostgreSQL recorded, when the walsender sent it and when the tap got it.
-func writeTimes(path string, g *load.Generator, res load.Result, r *receiver, t *tap) error {
+// over the run, next to the profiles; in a stage run also the relay's
+// stage times: its transaction's commit time, when its walsender sent it,
+// when the relay received it and handed it to NATS.
+func writeTimes(path string, g *load.Generator, res load.Result, r *receiver) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	w := bufio.NewWriter(f)
-	fmt.Fprintln(w, "seq,intended,begin,commit,ack,recv,pg_commit,walsender_send,tap_recv")
+	fmt.Fprintln(w, "seq,intended,begin,commit,ack,recv,pg_commit,walsender_send,relay_recv,relay_publish")
 	for i := range res.Scheduled {
-		var pgCommit, sent, tapped int64
-		if t != nil {
-			pgCommit, sent, tapped = t.commit[i], t.sent[i], t.recv[i]
+		var pgCommit, sent, relayRecv, published int64
+		if tr := r.trace; tr != nil {
+			pgCommit, sent, relayRecv, published = tr.commit[i], tr.sent[i], tr.recv[i], tr.published[i]
 		}
-		fmt.Fprintf(w, "%d,%d,%d,%d,%d,%d,%d,%d,%d\n", i, g.Intended(i), res.Begin[i], res.Commit[i], r.ackAt(i), r.recvAt(i), pgCommit, sent, tapped)
+		fmt.Fprintf(w, "%d,%d,%d,%d,%d,%d,%d,%d,%d,%d\n", i, g.Intended(i), res.Begin[i], res.Commit[i], r.ackAt(i), r.recvAt(i),
+			pgCommit, sent, relayRecv, published)
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()

@@ -173,9 +173,13 @@ func (e *env) runHeavy(ctx context.Context, res *report.Results, systems []syste
 				continue
 			}
 			e.logf("%s: %s", m, sys.name())
+			run := sys
+			if r, ok := sys.(*relaySystem); ok && m == "stages" {
+				run = r.diagnosticTwin()
+			}
 			// A session each: the catch-up's backlog and bloat must not
 			// weigh on the failovers, nor the search's on the backlog.
-			err := e.inSession(ctx, sys, func(s *session) error {
+			err := e.inSession(ctx, run, func(s *session) error {
 				switch m {
 				case "sustain":
 					est := estimate(res, sys.name())

@@ -6,9 +6,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cdcrelay/cdcrelay/bench/internal/load"
+	"github.com/cdcrelay/cdcrelay/publish"
 )
 
 // receiver is a JetStream consumer of one run's subject, as a service would
@@ -24,9 +26,37 @@ type receiver struct {
 	foreign  atomic.Int64
 	cc       jetstream.ConsumeContext
 	received chan struct{} // signalled (not closed) on progress
+	// trace holds, per event, the stage times the relay reports in its
+	// diagnostic headers (Unix ns); nil unless asked for.
+	trace *relayTrace
 }
 
-func (s *session) receive(ctx context.Context, subject string, tag uint32, n int64) (*receiver, error) {
+// relayTrace is what cdcrelay's diagnostic headers say of each event.
+type relayTrace struct {
+	commit, sent, recv, published []int64
+}
+
+func newRelayTrace(n int64) *relayTrace {
+	return &relayTrace{commit: make([]int64, n), sent: make([]int64, n), recv: make([]int64, n), published: make([]int64, n)}
+}
+
+func (t *relayTrace) record(seq int64, h nats.Header) {
+	for _, c := range [...]struct {
+		header string
+		to     []int64
+	}{
+		{publish.HeaderCommitTime, t.commit}, {publish.HeaderSent, t.sent},
+		{publish.HeaderReceived, t.recv}, {publish.HeaderPublished, t.published},
+	} {
+		if at, err := time.Parse(time.RFC3339Nano, h.Get(c.header)); err == nil {
+			atomic.StoreInt64(&c.to[seq], at.UnixNano())
+		}
+	}
+}
+
+// receive starts a receiver of n events; traced also keeps the stage times
+// of cdcrelay's diagnostic headers.
+func (s *session) receive(ctx context.Context, subject string, tag uint32, n int64, traced bool) (*receiver, error) {
 	cons, err := s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subject},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
@@ -36,6 +66,9 @@ func (s *session) receive(ctx context.Context, subject string, tag uint32, n int
 	}
 	r := &receiver{tag: tag, recv: make([]int64, n), ack: make([]int64, n), received: make(chan struct{}, 1)}
 	r.maxSeq.Store(-1)
+	if traced {
+		r.trace = newRelayTrace(n)
+	}
 	r.cc, err = cons.Consume(r.handle, jetstream.PullMaxMessages(1000))
 	if err != nil {
 		return nil, fmt.Errorf("consume: %w", err)
@@ -56,6 +89,9 @@ func (r *receiver) handle(m jetstream.Msg) {
 	}
 	if md, err := m.Metadata(); err == nil {
 		atomic.StoreInt64(&r.ack[seq], md.Timestamp.UnixNano())
+	}
+	if r.trace != nil {
+		r.trace.record(seq, m.Headers())
 	}
 	for {
 		cur := r.maxSeq.Load()

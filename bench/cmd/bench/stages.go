@@ -8,8 +8,8 @@ import (
 	"github.com/cdcrelay/cdcrelay/bench/internal/report"
 )
 
-// runStages runs cdcrelay's latency runs again with a tap beside it, one
-// per stage rate, for the per-stage breakdown (issue 12, item 1).
+// runStages runs cdcrelay's latency runs again, with --diagnostic-headers,
+// one per stage rate, for the per-stage breakdown (issue 12, item 1).
 func (s *session) runStages(ctx context.Context) ([]report.LatencyRun, error) {
 	var out []report.LatencyRun
 	for _, rate := range s.env.o.stageRates {
@@ -25,25 +25,27 @@ func (s *session) runStages(ctx context.Context) ([]report.LatencyRun, error) {
 	return out, nil
 }
 
-// stages splits each event's trip at the times the tap and the consumer
-// saw. Only events all of whose times are known count.
-func stages(res load.Result, r *receiver, t *tap) []report.Stage {
+// stages splits each event's trip at the times the relay's diagnostic
+// headers, JetStream and the consumer report. Only events all of whose
+// times are known count.
+func stages(res load.Result, r *receiver) []report.Stage {
 	names := []string{
-		report.StageCommitSend, report.StageSendTap, report.StageTapStored, report.StageStoredRecv,
+		report.StageCommitSend, report.StageSendRecv, report.StageRecvPublish, report.StagePublishStored, report.StageStoredRecv,
 		report.StageCommitReturn, report.StageCommitStored,
 	}
 	hs := make([]*hist.Histogram, len(names))
 	for i := range hs {
 		hs[i] = hist.New()
 	}
+	tr := r.trace
 	for i := range res.Scheduled {
 		seq := int64(i)
-		commit, sent, tapped := t.commit[seq], t.sent[seq], t.recv[seq]
+		commit, sent, relayRecv, published := tr.commit[seq], tr.sent[seq], tr.recv[seq], tr.published[seq]
 		stored, recv := r.ackAt(seq), r.recvAt(seq)
-		if res.Commit[i] == 0 || commit == 0 || stored == 0 || recv == 0 {
+		if res.Commit[i] == 0 || commit == 0 || sent == 0 || relayRecv == 0 || published == 0 || stored == 0 || recv == 0 {
 			continue
 		}
-		for k, d := range []int64{sent - commit, tapped - sent, stored - tapped, recv - stored, res.Commit[i] - commit, stored - commit} {
+		for k, d := range []int64{sent - commit, relayRecv - sent, published - relayRecv, stored - published, recv - stored, res.Commit[i] - commit, stored - commit} {
 			// Clocks are one machine's; a negative span is rounding
 			// (PostgreSQL keeps microseconds) and counts as zero.
 			hs[k].Record(max(d, 0))

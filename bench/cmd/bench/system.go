@@ -121,6 +121,12 @@ func (r *relaySystem) atomicTwin() *relaySystem {
 	return &relaySystem{bin: r.bin, extra: append(slices.Clone(r.extra), "--atomic-transactions"), env: r.env, atomic: true}
 }
 
+// diagnosticTwin is the same relay reporting its stage times in
+// diagnostic headers, for the stage runs.
+func (r *relaySystem) diagnosticTwin() *relaySystem {
+	return &relaySystem{bin: r.bin, extra: append(slices.Clone(r.extra), "--diagnostic-headers"), env: r.env, atomic: r.atomic}
+}
+
 // needsAtomic reports whether sys needs a stream that allows atomic batches.
 func needsAtomic(sys system) bool {
 	r, ok := sys.(*relaySystem)

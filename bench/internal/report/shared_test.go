@@ -37,12 +37,12 @@ func TestSharedWithoutForeignDrainsEncodes(t *testing.T) {
 func TestStageRow(t *testing.T) {
 	r := sample()
 	var st []Stage
-	for i, name := range []string{StageCommitSend, StageSendTap, StageTapStored, StageStoredRecv, StageCommitReturn, StageCommitStored} {
+	for i, name := range []string{StageCommitSend, StageSendRecv, StageRecvPublish, StagePublishStored, StageStoredRecv, StageCommitReturn, StageCommitStored} {
 		st = append(st, Stage{Name: name, Percentiles: Percentiles{N: 10, P50: float64(i + 1), P99: 10}})
 	}
 	r.StageRuns = []LatencyRun{{System: Relay, Rate: 1000, Stages: st}}
 	md := r.Markdown("")
-	for _, want := range []string{"Stages at 1.0 k events/s", "commit → walsender send 1.00 / 10.0", "JetStream stored → consumer receipt 4.00 / 10.0"} {
+	for _, want := range []string{"Stages at 1.0 k events/s", "commit → walsender send 1.00 / 10.0", "JetStream stored → consumer receipt 5.00 / 10.0"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}

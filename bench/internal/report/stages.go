@@ -5,17 +5,19 @@ import (
 	"strings"
 )
 
-// Stage names of the per-stage breakdown. The walsender and "tap" are a
-// bare replication client's on a second slot of the relay's publication,
-// decoding the same WAL at the same time: the relay does not expose when
-// its own walsender sent an event or when it received it.
+// Stage names of the per-stage breakdown, in the order of an event's trip.
+// The relay reports its own stages in diagnostic headers (the stage runs run
+// it with --diagnostic-headers): its transaction's commit timestamp, when its
+// walsender sent it, when the relay received it and handed it to NATS.
 const (
-	StageCommitSend   = "commit → walsender send"
-	StageSendTap      = "walsender send → tap receipt"
-	StageTapStored    = "tap receipt → JetStream stored"
-	StageStoredRecv   = "JetStream stored → consumer receipt"
-	StageCommitReturn = "commit → writer's commit returned"
-	StageCommitStored = "commit → JetStream stored"
+	StageCommitSend    = "commit → walsender send"
+	StageSendRecv      = "walsender send → relay receipt"
+	StageRecvPublish   = "relay receipt → publish"
+	StagePublishStored = "publish → JetStream stored"
+	StageStoredRecv    = "JetStream stored → consumer receipt"
+	StageCommitReturn  = "commit → writer's commit returned"
+	StageCommitStored  = "commit → JetStream stored"
+	tripStages         = 5 // the first five are the trip, one after the other
 )
 
 // Stage is one leg of an event's trip. "commit" is the Commit message's
@@ -32,10 +34,10 @@ func (r *Results) stageRows(t *table) {
 			continue
 		}
 		var parts []string
-		for _, s := range l.Stages[:4] {
+		for _, s := range l.Stages[:min(tripStages, len(l.Stages))] {
 			parts = append(parts, fmt.Sprintf("%s %s / %s", s.Name, ms(s.P50), ms(s.P99)))
 		}
-		t.row(fmt.Sprintf("Stages at %s events/s, p50 / p99 ms (separate run, a replication tap beside cdcrelay)", kilo(l.Rate)),
+		t.row(fmt.Sprintf("Stages at %s events/s, p50 / p99 ms (separate run, cdcrelay with --diagnostic-headers)", kilo(l.Rate)),
 			"–", strings.Join(parts, "; "), "–", "")
 	}
 }
