@@ -134,8 +134,8 @@ func applyCPUPolicy(policy string, log zerolog.Logger) error {
 	case cpuPolicyNormal:
 		return nil
 	case cpuPolicyBatch:
-		if _, err := sched.Batch(); err != nil {
-			log.Warn().Err(err).Msg("running under the default CPU policy; --cpu-policy normal silences this warning")
+		if n, err := sched.Batch(); err != nil {
+			log.Warn().Err(err).Int("threads_switched", n).Msg("not every thread runs under SCHED_BATCH, so the relay's wake-ups may preempt a walsender on shared cores; --cpu-policy normal silences this warning")
 		}
 		return nil
 	default:

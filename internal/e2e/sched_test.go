@@ -19,24 +19,27 @@ import (
 
 // A streaming relay runs every thread under SCHED_BATCH by default, so that
 // its wake-ups do not preempt the walsender it reads from on a shared host;
-// --cpu-policy normal leaves the kernel's default, and a policy the
-// operator set (here SCHED_IDLE through chrt) stands.
+// --cpu-policy normal leaves the kernel's default, and a policy or flag the
+// operator set (here through chrt, which also starts the other cases under
+// the default policy whatever the test runs under) stands.
 func TestRelayThreadsFollowCPUPolicy(t *testing.T) {
-	h := relaytest.New(t, env, true)
 	chrt, err := exec.LookPath("chrt")
 	if err != nil {
-		t.Fatal("chrt (util-linux) not found")
+		t.Skip("chrt (util-linux) not found")
 	}
+	h := relaytest.New(t, env, true)
 	for i, c := range []struct {
-		under  []string // a command that execs the relay
+		chrt   []string // how chrt starts the relay
 		args   []string
 		policy uint32
+		flags  uint64 // of the main thread
 	}{
-		{nil, nil, unix.SCHED_BATCH},
-		{nil, []string{"--cpu-policy", "normal"}, unix.SCHED_NORMAL},
-		{[]string{chrt, "--idle", "0"}, nil, unix.SCHED_IDLE},
+		{[]string{"--other", "0"}, nil, unix.SCHED_BATCH, 0},
+		{[]string{"--other", "0"}, []string{"--cpu-policy", "normal"}, unix.SCHED_NORMAL, 0},
+		{[]string{"--idle", "0"}, nil, unix.SCHED_IDLE, 0},
+		{[]string{"--reset-on-fork", "--other", "0"}, nil, unix.SCHED_BATCH, unix.SCHED_FLAG_RESET_ON_FORK},
 	} {
-		argv := append(append(c.under, bin), h.RunArgs(c.args...)...)
+		argv := append(append(append([]string{chrt}, c.chrt...), bin), h.RunArgs(c.args...)...)
 		p := startCommand(t, fmt.Sprintf("relay-%d", i), exec.Command(argv[0], argv[1:]...))
 		testenv.Eventually(t, time.Minute, func() error {
 			if !slotActive(h) {
@@ -53,8 +56,13 @@ func TestRelayThreadsFollowCPUPolicy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if attr.Policy != c.policy {
-				t.Errorf("%v: thread %d of %d runs under policy %d, want %d", c.args, tid, len(tids), attr.Policy, c.policy)
+			flags := c.flags
+			if tid != p.cmd.Process.Pid {
+				flags = 0 // a thread's creation clears reset-on-fork in the new thread
+			}
+			if attr.Policy != c.policy || attr.Flags&unix.SCHED_FLAG_RESET_ON_FORK != flags {
+				t.Errorf("chrt %v, %v: thread %d of %d runs under policy %d flags %#x, want %d flags %#x",
+					c.chrt, c.args, tid, len(tids), attr.Policy, attr.Flags, c.policy, flags)
 			}
 		}
 		p.terminate(t, 30*time.Second)

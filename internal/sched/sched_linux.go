@@ -5,49 +5,59 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
+// settle is how long after its last change Batch looks again. A thread
+// being created copies its creator's policy before it is listed in
+// /proc/self/task; one whose creator changed meanwhile shows up listed,
+// under the old policy, within microseconds (settle leaves room for a
+// creating thread preempted on a busy host).
+const settle = 50 * time.Millisecond
+
 // Batch puts every thread of the process that runs under the default policy
-// (SCHED_OTHER) under SCHED_BATCH, keeping its nice value; a thread under
-// another policy, one the operator chose with chrt or systemd's
-// CPUSchedulingPolicy=, keeps it. Threads inherit the policy of the thread
-// that creates them, so once every thread is seen, every later one (the Go
-// runtime starts them as it pleases) inherits the result too. It returns
-// how many threads it changed.
+// (SCHED_OTHER) under SCHED_BATCH, keeping its nice value and its
+// reset-on-fork flag; a thread under another policy, one the operator chose
+// with chrt or systemd's CPUSchedulingPolicy=, keeps it. Threads inherit
+// the policy of the thread that creates them, so once every thread is
+// switched, every later one (the Go runtime starts them as it pleases) runs
+// under batch too. Batch returns once a pass started settle after the last
+// change found no thread left to switch; it returns how many threads it
+// switched, also when it fails part-way.
 func Batch() (int, error) {
-	seen := map[int]bool{}
 	changed := 0
 	for {
-		tids, err := threads()
-		if err != nil {
+		n, err := pass()
+		changed += n
+		if err != nil || n == 0 {
 			return changed, err
 		}
-		fresh := 0
-		for _, tid := range tids {
-			if seen[tid] {
-				continue
-			}
-			did, err := batch(tid)
-			if errors.Is(err, unix.ESRCH) { // the thread exited meanwhile
-				continue
-			}
-			if err != nil {
-				return changed, fmt.Errorf("put thread %d under SCHED_BATCH: %w", tid, err)
-			}
-			seen[tid] = true
-			fresh++
-			if did {
-				changed++
-			}
+		time.Sleep(settle)
+	}
+}
+
+// pass switches every listed thread still under SCHED_OTHER.
+func pass() (int, error) {
+	tids, err := threads()
+	if err != nil {
+		return 0, err
+	}
+	changed := 0
+	for _, tid := range tids {
+		did, err := batch(tid)
+		if errors.Is(err, unix.ESRCH) { // the thread exited meanwhile
+			continue
 		}
-		// A pass that found no thread unseen found none created by a thread
-		// that had not been seen.
-		if fresh == 0 {
-			return changed, nil
+		if err != nil {
+			return changed, fmt.Errorf("put thread %d under SCHED_BATCH: %w", tid, err)
+		}
+		if did {
+			changed++
 		}
 	}
+	return changed, nil
 }
 
 func batch(tid int) (bool, error) {
@@ -59,7 +69,9 @@ func batch(tid int) (bool, error) {
 		return false, nil
 	}
 	attr.Policy = unix.SCHED_BATCH
-	attr.Flags = 0
+	// Clearing reset-on-fork takes privilege; keeping it changes nothing
+	// for batch, which a fork keeps anyway.
+	attr.Flags &= unix.SCHED_FLAG_RESET_ON_FORK
 	return true, unix.SchedSetAttr(tid, attr, 0)
 }
 

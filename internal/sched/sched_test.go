@@ -3,9 +3,12 @@
 package sched
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -29,7 +32,13 @@ func TestBatchCoversThreadsStartedLater(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no thread changed")
 	}
-	checkAll(t, before.Nice)
+	if bad := notBatch(t, before.Nice); len(bad) > 0 {
+		t.Fatal(bad)
+	}
+	old, err := threads()
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// Goroutines locked to their threads while all wait at once force the
 	// runtime to start new threads.
@@ -49,24 +58,101 @@ func TestBatchCoversThreadsStartedLater(t *testing.T) {
 		}()
 	}
 	ready.Wait()
-	tids, err := threads()
+	now, err := threads()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tids) < extra {
-		t.Fatalf("%d threads, want at least %d", len(tids), extra)
+	if len(now) < len(old)+extra/2 {
+		t.Fatalf("%d threads before, %d now: the runtime started too few to check", len(old), len(now))
 	}
-	checkAll(t, before.Nice)
+	if bad := notBatch(t, before.Nice); len(bad) > 0 {
+		t.Fatal(bad)
+	}
 	release.Done()
 	wg.Wait()
 }
 
-func checkAll(t *testing.T, nice int32) {
+// Threads created while Batch runs end up under batch too. Each trial is a
+// fresh process (a process switched once stays switched) whose goroutines
+// keep starting and ending threads throughout.
+func TestBatchWhileThreadsAreBeingCreated(t *testing.T) {
+	if os.Getenv("SCHED_TEST_CHILD") != "" {
+		churnAndBatch(t)
+		return
+	}
+	trials := 50
+	if s := os.Getenv("SCHED_TEST_TRIALS"); s != "" {
+		trials, _ = strconv.Atoi(s)
+	}
+	// chrt starts each trial under the default policy, whatever this
+	// process runs under by now.
+	chrt, err := exec.LookPath("chrt")
+	if err != nil {
+		t.Skip("chrt (util-linux) not found")
+	}
+	failed := 0
+	for i := range trials {
+		cmd := exec.Command(chrt, "--other", "0", os.Args[0], "-test.run=^TestBatchWhileThreadsAreBeingCreated$", "-test.v")
+		cmd.Env = append(os.Environ(), "SCHED_TEST_CHILD=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			failed++
+			t.Logf("trial %d: %v\n%s", i, err, out)
+		} else if !strings.Contains(string(out), "--- PASS") {
+			t.Fatalf("trial %d did not run:\n%s", i, out)
+		}
+	}
+	if failed > 0 {
+		t.Fatalf("%d of %d trials left a thread under the default policy", failed, trials)
+	}
+}
+
+func churnAndBatch(t *testing.T) {
+	attr, err := unix.SchedGetAttr(0, 0)
+	if err != nil || attr.Policy != unix.SCHED_NORMAL {
+		t.Skip("not under the default policy")
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				done := make(chan struct{})
+				go func() {
+					// Ending a goroutine locked to its thread ends the
+					// thread: the runtime keeps making new ones.
+					runtime.LockOSThread()
+					close(done)
+				}()
+				<-done
+			}
+		}()
+	}
+	if _, err := Batch(); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	wg.Wait()
+	if bad := notBatch(t, attr.Nice); len(bad) > 0 {
+		t.Fatal(bad)
+	}
+}
+
+// notBatch lists the threads not under SCHED_BATCH with the given nice.
+func notBatch(t *testing.T, nice int32) []string {
 	t.Helper()
 	tids, err := threads()
 	if err != nil {
 		t.Fatal(err)
 	}
+	var bad []string
 	for _, tid := range tids {
 		attr, err := unix.SchedGetAttr(tid, 0)
 		if err != nil {
@@ -76,7 +162,8 @@ func checkAll(t *testing.T, nice int32) {
 			t.Fatal(err)
 		}
 		if attr.Policy != unix.SCHED_BATCH || attr.Nice != nice {
-			t.Errorf("thread %d: policy %d nice %d, want SCHED_BATCH (%d) nice %d", tid, attr.Policy, attr.Nice, unix.SCHED_BATCH, nice)
+			bad = append(bad, fmt.Sprintf("thread %d: policy %d nice %d", tid, attr.Policy, attr.Nice))
 		}
 	}
+	return bad
 }
