@@ -25,6 +25,17 @@ import (
 // default window, so publishing goes on during a full-size flip.
 const DefaultBatch = 4096
 
+// Linger is how long a small batch waits for more acks before it is
+// flipped. The flip is off the delivery path (the event is in the stream
+// already) and only delays the slot's confirmation and the window's room,
+// so at low rates one round trip and one commit per few milliseconds cost
+// less than one per event, for the relay, PostgreSQL and every walsender
+// decoding the flips. A batch of lingerBelow items or more goes at once.
+const (
+	Linger      = 5 * time.Millisecond
+	lingerBelow = 256
+)
+
 // Watermark returns the last mark among items, the position that becomes
 // confirmable once all of them are flipped; ok is false when there is none
 // (the batch ends inside a transaction).
@@ -70,6 +81,19 @@ func Loop(ctx context.Context, w Window, run election.Runner, acks Acker, stats 
 		items, err := w.Resolved(ctx, buf[:0])
 		if err != nil {
 			return err
+		}
+		if len(items) < lingerBelow {
+			t := time.NewTimer(Linger)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			}
+			// Returns at once: items is not empty.
+			if items, err = w.Resolved(ctx, items); err != nil {
+				return err
+			}
 		}
 		res, err := Flip(ctx, run, items)
 		if err != nil {
