@@ -30,7 +30,9 @@ const DefaultBatch = 4096
 // already) and only delays the slot's confirmation and the window's room,
 // so at low rates one round trip and one commit per few milliseconds cost
 // less than one per event, for the relay, PostgreSQL and every walsender
-// decoding the flips. A batch of lingerBelow items or more goes at once.
+// decoding the flips. A batch of lingerBelow items or more goes at once, and
+// so does any batch while the window is full (a small window, or large
+// events against its byte bound): waiting would only idle.
 const (
 	Linger      = 5 * time.Millisecond
 	lingerBelow = 256
@@ -51,10 +53,12 @@ func Watermark(items []flow.Item) (lsn pglogrepl.LSN, ok bool) {
 // Window is where resolved items come from, in order: published and acked,
 // or dead-lettered (publish.Pipeline). Release hands back the room of the n
 // oldest items taken, once their flip has committed: until then they count
-// against the window's bounds.
+// against the window's bounds. Full reports whether an item waits for room:
+// then no batch lingers, since only Release lets more in.
 type Window interface {
 	Resolved(ctx context.Context, buf []flow.Item) ([]flow.Item, error)
 	Release(n int)
+	Full() bool
 }
 
 // Stats are running counts for metrics. Dead letters are counted where
@@ -82,7 +86,7 @@ func Loop(ctx context.Context, w Window, run election.Runner, acks Acker, stats 
 		if err != nil {
 			return err
 		}
-		if len(items) < lingerBelow {
+		if len(items) < lingerBelow && !w.Full() {
 			t := time.NewTimer(Linger)
 			select {
 			case <-t.C:

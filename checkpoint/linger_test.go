@@ -24,6 +24,8 @@ type trickle struct {
 	more     chan struct{}
 	done     chan struct{}
 	total    int
+	full     atomic.Bool
+	calls    atomic.Int64 // of Resolved
 }
 
 func (w *trickle) add(it flow.Item) {
@@ -37,6 +39,7 @@ func (w *trickle) add(it flow.Item) {
 }
 
 func (w *trickle) Resolved(ctx context.Context, buf []flow.Item) ([]flow.Item, error) {
+	w.calls.Add(1)
 	for {
 		w.mu.Lock()
 		n := min(len(w.ready), cap(buf)-len(buf))
@@ -53,6 +56,8 @@ func (w *trickle) Resolved(ctx context.Context, buf []flow.Item) ([]flow.Item, e
 		}
 	}
 }
+
+func (w *trickle) Full() bool { return w.full.Load() }
 
 func (w *trickle) Release(n int) {
 	w.mu.Lock()
@@ -125,5 +130,39 @@ func TestLoopGathersAcksAtALowRate(t *testing.T) {
 	}
 	if flipped != events {
 		t.Fatalf("%d of %d rows flipped", flipped, events)
+	}
+}
+
+// While the window is full nothing lingers: only the flip's Release lets
+// more in, so the loop flips what it took at once instead of looking for
+// more first.
+func TestLoopDoesNotLingerWhileTheWindowIsFull(t *testing.T) {
+	pool, run := setup(t)
+	items := []flow.Item{{Event: insert(t, pool, "a.x")}, mark(100)}
+	var before atomic.Int64 // Resolved calls before the first flip
+	w := &trickle{more: make(chan struct{}, 1), done: make(chan struct{}), total: len(items)}
+	w.full.Store(true)
+	counting := func(ctx context.Context, fn func(context.Context, *pgx.Conn) error) error {
+		before.CompareAndSwap(0, w.calls.Load())
+		return run(ctx, fn)
+	}
+	var a acks
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	loopErr := make(chan error, 1)
+	go func() { loopErr <- checkpoint.Loop(ctx, w, counting, &a, nil, nil) }()
+	w.add(items[0])
+	w.add(items[1])
+	select {
+	case <-w.done:
+	case err := <-loopErr:
+		t.Fatalf("loop ended: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("not released within 30s")
+	}
+	cancel()
+	<-loopErr
+	if n := before.Load(); n != 1 {
+		t.Fatalf("Resolved called %d times before the first flip, want 1: the loop lingered on a full window", n)
 	}
 }

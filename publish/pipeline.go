@@ -313,6 +313,13 @@ func (p *Pipeline) Release(n int) {
 	signal(p.roomCh)
 }
 
+// Full reports whether a Submit waits for room now.
+func (p *Pipeline) Full() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.w.blocked
+}
+
 // Idle reports whether nothing is in the window now: every submitted item
 // has been released.
 func (p *Pipeline) Idle() bool {

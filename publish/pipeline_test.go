@@ -486,3 +486,22 @@ func TestDiagnosticHeadersCarryStageTimes(t *testing.T) {
 		})
 	}
 }
+
+// Diagnostic headers never decide delivery: an event they would push over
+// the server's max_payload is published without them, not dead-lettered.
+func TestDiagnosticHeadersYieldToMaxPayload(t *testing.T) {
+	f := newFixture(t, publish.Config{DiagnosticHeaders: true}, jetstream.StreamConfig{})
+	ev := event(t, 7, "a.x")
+	ev.Trace = flow.Trace{Committed: time.Now(), Sent: time.Now(), Received: time.Now()}
+	// Room for the row's header and Nats-Msg-Id, not for the diagnostics.
+	ev.Payload = make([]byte, 1<<20-150)
+	submitAll(t, f.pipe, []*flow.Event{ev})
+	waitResolved(t, f, 1)
+	msgs := testenv.StreamMessages(t, f.url, "bus")
+	if len(msgs) != 1 || len(msgs[0].Data) != len(ev.Payload) {
+		t.Fatalf("%d messages stored, want the event", len(msgs))
+	}
+	if v := msgs[0].Header.Get(publish.HeaderOutboxID); v != "" {
+		t.Fatalf("diagnostic header %s=%q on an event at the payload limit", publish.HeaderOutboxID, v)
+	}
+}

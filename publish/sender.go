@@ -275,8 +275,28 @@ func (p *Pipeline) header(s *sendState, ev *flow.Event) nats.Header {
 				}
 			}
 		}
+		// Diagnostics must not decide delivery: an event they would push
+		// over the server's max_payload (and so into the dead letters)
+		// goes without them.
+		if max := p.nc.MaxPayload(); max > 0 && int64(headerLen(h)+len(ev.Payload)) > max {
+			for _, name := range [...]string{HeaderOutboxID, HeaderCommitLSN, HeaderCommitTime, HeaderSent, HeaderReceived, HeaderPublished} {
+				delete(h, name)
+			}
+		}
 	}
 	return h
+}
+
+// headerLen is the size of h on the wire: "NATS/1.0\r\n", a "Name: value\r\n"
+// line per value, and a closing "\r\n".
+func headerLen(h nats.Header) int {
+	n := len("NATS/1.0\r\n") + len("\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(": ") + len(v) + len("\r\n")
+		}
+	}
+	return n
 }
 
 // breakBatch marks the open batch for sealing after a failed publish.

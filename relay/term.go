@@ -63,7 +63,7 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 	// (perhaps on another primary).
 	sess := slot.New(rc, pipe, slot.Config{
 		Name: r.cfg.Slot, Publication: r.cfg.Publication, StatusInterval: r.cfg.StatusInterval,
-		Flush: lease.Do, Heartbeats: &r.heartbeat,
+		Flush: lease.Do, Heartbeats: &r.heartbeat, Trace: r.cfg.Publish.DiagnosticHeaders,
 	})
 	r.session.Store(sess)
 	g.Go(func() error {

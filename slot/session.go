@@ -39,6 +39,9 @@ type Config struct {
 	Flush election.Runner
 	// Heartbeats, if set, records the relay's heartbeats as they come back.
 	Heartbeats *Heartbeats
+	// Trace stamps each event with the times of its stages (flow.Trace),
+	// for diagnostic headers; off, the hot path skips the clock.
+	Trace bool
 }
 
 // flushProbe is how often the session asks the walsender how far it has
@@ -172,7 +175,9 @@ func (s *Session) handle(ctx context.Context, data []byte) error {
 	case decode.KindBegin:
 		s.inTx, s.txCommitted = true, m.CommitTime
 	case decode.KindInsert:
-		m.Event.Trace = flow.Trace{Committed: s.txCommitted, Sent: s.frameSent, Received: time.Now()}
+		if s.cfg.Trace {
+			m.Event.Trace = flow.Trace{Committed: s.txCommitted, Sent: s.frameSent, Received: time.Now()}
+		}
 		return s.submit(ctx, flow.Item{Event: m.Event})
 	case decode.KindCommit:
 		s.inTx = false

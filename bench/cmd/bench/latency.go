@@ -127,7 +127,7 @@ func writeTimes(path string, g *load.Generator, res load.Result, r *receiver) er
 	for i := range res.Scheduled {
 		var pgCommit, sent, relayRecv, published int64
 		if tr := r.trace; tr != nil {
-			pgCommit, sent, relayRecv, published = tr.commit[i], tr.sent[i], tr.recv[i], tr.published[i]
+			pgCommit, sent, relayRecv, published = tr.at(int64(i))
 		}
 		fmt.Fprintf(w, "%d,%d,%d,%d,%d,%d,%d,%d,%d,%d\n", i, g.Intended(i), res.Begin[i], res.Commit[i], r.ackAt(i), r.recvAt(i),
 			pgCommit, sent, relayRecv, published)

@@ -36,6 +36,12 @@ type relayTrace struct {
 	commit, sent, recv, published []int64
 }
 
+// at is what the headers of event seq said, read as the receiver wrote it
+// (the consumer may still be running).
+func (t *relayTrace) at(seq int64) (commit, sent, recv, published int64) {
+	return atomic.LoadInt64(&t.commit[seq]), atomic.LoadInt64(&t.sent[seq]), atomic.LoadInt64(&t.recv[seq]), atomic.LoadInt64(&t.published[seq])
+}
+
 func newRelayTrace(n int64) *relayTrace {
 	return &relayTrace{commit: make([]int64, n), sent: make([]int64, n), recv: make([]int64, n), published: make([]int64, n)}
 }

@@ -40,7 +40,7 @@ func stages(res load.Result, r *receiver) []report.Stage {
 	tr := r.trace
 	for i := range res.Scheduled {
 		seq := int64(i)
-		commit, sent, relayRecv, published := tr.commit[seq], tr.sent[seq], tr.recv[seq], tr.published[seq]
+		commit, sent, relayRecv, published := tr.at(seq)
 		stored, recv := r.ackAt(seq), r.recvAt(seq)
 		if res.Commit[i] == 0 || commit == 0 || sent == 0 || relayRecv == 0 || published == 0 || stored == 0 || recv == 0 {
 			continue
