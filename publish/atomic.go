@@ -273,17 +273,19 @@ func (p *Pipeline) sendAtomic(ctx context.Context, s *sendState, start uint64, g
 			continue
 		}
 		seq++
-		h := p.header(s, ev)
+		h := p.header(s, ev, sentAt)
 		h[hdrBatchID] = []string{id}
 		h[hdrBatchSeq] = []string{strconv.Itoa(seq)}
 		s.msg = nats.Msg{Subject: ev.Subject, Data: ev.Payload, Header: h}
 		if seq < g.events {
+			p.fitDiagnostics(&s.msg)
 			if err := p.nc.PublishMsg(&s.msg); err != nil {
 				return fmt.Errorf("publish: %w", err)
 			}
 			continue
 		}
 		h[hdrBatchCommit] = []string{"1"}
+		p.fitDiagnostics(&s.msg)
 		rctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
 		reply, err := p.nc.RequestMsgWithContext(rctx, &s.msg)
 		cancel()

@@ -206,7 +206,8 @@ func (p *Pipeline) publish(s *sendState, pos uint64, ev *flow.Event) {
 	s.msg = nats.Msg{Subject: ev.Subject, Reply: b.reply(seq, op), Data: ev.Payload}
 	p.mu.Unlock()
 
-	s.msg.Header = p.header(s, ev)
+	s.msg.Header = p.header(s, ev, now)
+	p.fitDiagnostics(&s.msg)
 	err := p.nc.PublishMsg(&s.msg)
 	switch {
 	case err != nil && permanentSendErr(err):
@@ -252,8 +253,10 @@ func (p *Pipeline) lastMessage(pos uint64) bool {
 }
 
 // header builds ev's headers into the map the sender reuses: the row's own
-// headers, Nats-Msg-Id and, when asked for, the relay's diagnostic ones.
-func (p *Pipeline) header(s *sendState, ev *flow.Event) nats.Header {
+// headers, Nats-Msg-Id and, when asked for, the relay's diagnostic ones
+// (now is the hand-off to NATS). A caller that adds headers of its own
+// calls fitDiagnostics after them.
+func (p *Pipeline) header(s *sendState, ev *flow.Event, now time.Time) nats.Header {
 	h := s.hdr
 	clear(h)
 	for k, v := range ev.Headers {
@@ -266,25 +269,34 @@ func (p *Pipeline) header(s *sendState, ev *flow.Event) nats.Header {
 		if ev.CommitLSN != 0 {
 			h[HeaderCommitLSN] = []string{ev.CommitLSN.String()}
 		}
-		if !ev.Trace.Received.IsZero() { // streamed, not backfilled
-			for name, at := range map[string]time.Time{
-				HeaderCommitTime: ev.Trace.Committed, HeaderSent: ev.Trace.Sent, HeaderReceived: ev.Trace.Received, HeaderPublished: time.Now(),
-			} {
-				if !at.IsZero() {
-					h[name] = []string{at.UTC().Format(time.RFC3339Nano)}
-				}
-			}
-		}
-		// Diagnostics must not decide delivery: an event they would push
-		// over the server's max_payload (and so into the dead letters)
-		// goes without them.
-		if max := p.nc.MaxPayload(); max > 0 && int64(headerLen(h)+len(ev.Payload)) > max {
-			for _, name := range [...]string{HeaderOutboxID, HeaderCommitLSN, HeaderCommitTime, HeaderSent, HeaderReceived, HeaderPublished} {
-				delete(h, name)
-			}
+		if tr := ev.Trace; !tr.Received.IsZero() { // streamed, not backfilled
+			stamp(h, HeaderCommitTime, tr.Committed)
+			stamp(h, HeaderSent, tr.Sent)
+			stamp(h, HeaderReceived, tr.Received)
+			stamp(h, HeaderPublished, now)
 		}
 	}
 	return h
+}
+
+func stamp(h nats.Header, name string, at time.Time) {
+	if !at.IsZero() {
+		h[name] = []string{at.UTC().Format(time.RFC3339Nano)}
+	}
+}
+
+// fitDiagnostics leaves the diagnostic headers off a message they would push
+// over the server's max_payload: diagnostics must not decide delivery, and a
+// message too large for the server is dead-lettered.
+func (p *Pipeline) fitDiagnostics(m *nats.Msg) {
+	if !p.cfg.DiagnosticHeaders {
+		return
+	}
+	if max := p.nc.MaxPayload(); max > 0 && int64(headerLen(m.Header)+len(m.Data)) > max {
+		for _, name := range [...]string{HeaderOutboxID, HeaderCommitLSN, HeaderCommitTime, HeaderSent, HeaderReceived, HeaderPublished} {
+			delete(m.Header, name)
+		}
+	}
 }
 
 // headerLen is the size of h on the wire: "NATS/1.0\r\n", a "Name: value\r\n"
