@@ -25,7 +25,7 @@ import (
 // default window, so publishing goes on during a full-size flip.
 const DefaultBatch = 4096
 
-// Linger is how long a small batch waits for more acks before it is
+// linger is how long a small batch waits for more acks before it is
 // flipped. The flip is off the delivery path (the event is in the stream
 // already) and only delays the slot's confirmation and the window's room,
 // so at low rates one round trip and one commit per few milliseconds cost
@@ -34,7 +34,7 @@ const DefaultBatch = 4096
 // so does any batch while the window is full (a small window, or large
 // events against its byte bound): waiting would only idle.
 const (
-	Linger      = 5 * time.Millisecond
+	linger      = 5 * time.Millisecond
 	lingerBelow = 256
 )
 
@@ -87,7 +87,7 @@ func Loop(ctx context.Context, w Window, run election.Runner, acks Acker, stats 
 			return err
 		}
 		if len(items) < lingerBelow && !w.Full() {
-			t := time.NewTimer(Linger)
+			t := time.NewTimer(linger)
 			select {
 			case <-t.C:
 			case <-ctx.Done():
