@@ -110,6 +110,7 @@ func clearEnv(t *testing.T) {
 			os.Unsetenv(name)
 		}
 	}
+	t.Setenv("CDCRELAY_PROCS", "0") // the test process keeps its GOMAXPROCS
 }
 
 // httpGet returns the status and body of an endpoint.

@@ -28,6 +28,7 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 		t.Setenv(v, "") // restored when the test ends
 		os.Unsetenv(v)
 	}
+	t.Setenv("CDCRELAY_PROCS", "0") // the test process keeps its GOMAXPROCS
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var out, errOut bytes.Buffer

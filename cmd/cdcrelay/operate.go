@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -147,7 +148,8 @@ func runRelay(ctx context.Context, log zerolog.Logger, cfg relay.Config, op oper
 		}
 	}
 	ev := log.Info().Str("database", redact(cfg.DatabaseURL)).Str("nats", redact(cfg.NATSURL)).
-		Str("stream", cfg.Publish.Stream).Str("slot", cfg.Slot).Dur("retention", op.retention)
+		Str("stream", cfg.Publish.Stream).Str("slot", cfg.Slot).Dur("retention", op.retention).
+		Int("procs", runtime.GOMAXPROCS(0))
 	addr := ""
 	if srv != nil {
 		addr = srv.Addr()
