@@ -44,6 +44,7 @@ func (r *Results) costRows(t *table) {
 	writerCost("WAL MB / 100k events, 100-event writers", 100, func(c Cost) float64 { return c.WALMB }, "")
 	writerCost("Relay / poller process CPU s / 100k events, 100-event writers", 100, func(c Cost) float64 { return c.ConsumerCPU }, "")
 	writerCost("NATS server CPU s / 100k events, 100-event writers", 100, func(c Cost) float64 { return c.NATSCPU }, "")
+	r.latencyCPURows(t)
 	row := []string{"Peak RSS of one replica (VmHWM) after full-speed runs", "–"}
 	for _, sys := range []string{Relay, Poller} {
 		var vals []float64
@@ -88,6 +89,44 @@ func (r *Results) marginalRow(t *table, batch int) {
 }
 
 // costLatencyRuns are the latency runs at 10k/s, else at the highest rate.
+// latencyCPURows give the relay's (or poller's) CPU per event in each open
+// loop run: at a low rate it is mostly the cost of waking up per event.
+func (r *Results) latencyCPURows(t *table) {
+	for _, rate := range r.latencyRates() {
+		row := []string{fmt.Sprintf("Relay / poller process CPU µs per event, open loop at %s events/s", kilo(rate)), "–"}
+		for _, sys := range []string{Relay, Poller} {
+			row = append(row, span(r.latencyCPU(sys, rate), num))
+		}
+		target := ""
+		if rate == 1000 {
+			target = "≤ 50 µs"
+		}
+		t.row(append(row, target)...)
+	}
+}
+
+func (r *Results) latencyRates() []float64 {
+	var rates []float64
+	for _, l := range r.Latency {
+		if !slices.Contains(rates, l.Rate) {
+			rates = append(rates, l.Rate)
+		}
+	}
+	slices.Sort(rates)
+	return rates
+}
+
+// latencyCPU is sys's CPU per event (µs) in each latency run at rate.
+func (r *Results) latencyCPU(sys string, rate float64) []float64 {
+	var vals []float64
+	for _, l := range r.Latency {
+		if l.System == sys && l.Rate == rate && l.Cost.Events > 0 {
+			vals = append(vals, l.Cost.ConsumerCPU*10) // s per 100k events = 10 µs per event
+		}
+	}
+	return vals
+}
+
 func (r *Results) costLatencyRuns() (float64, []LatencyRun) {
 	var rate float64
 	for _, l := range r.Latency {

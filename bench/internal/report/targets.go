@@ -36,6 +36,9 @@ func (r *Results) targets() string {
 		}
 	}
 	r.belowPollerTarget(check)
+	if cpu := r.latencyCPU(Relay, 1000); len(cpu) > 0 {
+		check(slices.Max(cpu) <= 50, "relay CPU %.0f µs per event at 1.0 k events/s (worst round; target ≤ 50 µs)", slices.Max(cpu))
+	}
 	relayPG := median(pick(r.writers(Relay, 1), func(w WriterRun) float64 { return w.Cost.PGCPU }))
 	pollerPG := median(pick(r.writers(Poller, 1), func(w WriterRun) float64 { return w.Cost.PGCPU }))
 	nonePG := median(pick(r.writers(None, 1), func(w WriterRun) float64 { return w.Cost.PGCPU }))
