@@ -36,7 +36,7 @@ func runCommand() *cli.Command {
 		&cli.DurationFlag{Name: "shutdown-timeout", EnvVars: []string{"CDCRELAY_SHUTDOWN_TIMEOUT"}, Value: relay.DefaultShutdownTimeout, Usage: "how long SIGTERM waits for in-flight acks"},
 		&cli.DurationFlag{Name: "slot-create-timeout", EnvVars: []string{"CDCRELAY_SLOT_CREATE_TIMEOUT"}, Value: relay.DefaultSlotCreateTimeout, Usage: "how long creating the slot may wait for transactions open when it began, before it is retried"},
 		&cli.StringFlag{Name: "cpu-policy", EnvVars: []string{"CDCRELAY_CPU_POLICY"}, Value: cpuPolicyBatch, Usage: "batch: a woken relay thread never preempts the one running on its core, such as PostgreSQL's walsender on a shared host (Linux SCHED_BATCH, same CPU share); normal: the kernel's default"},
-		&cli.IntFlag{Name: "procs", EnvVars: []string{"CDCRELAY_PROCS"}, Value: 1, Usage: "threads running Go code at once (GOMAXPROCS): 1 by default, since the relay mostly waits on sockets and on one thread its hand-offs between goroutines wake no other thread; 0 leaves Go's choice (every core, or $GOMAXPROCS, which otherwise stands when this flag is not set)"},
+		&cli.IntFlag{Name: "procs", EnvVars: []string{"CDCRELAY_PROCS"}, Value: 1, Usage: "threads running Go code at once (GOMAXPROCS): 1 by default, since the relay mostly waits on sockets and on one thread its hand-offs between goroutines wake no other thread; 0 leaves Go's choice (every core, or $GOMAXPROCS), which is also the default beside --embedded-nats or a $GOMAXPROCS you set"},
 		&cli.BoolFlag{Name: "ensure-stream", EnvVars: []string{"CDCRELAY_ENSURE_STREAM"}, Usage: "create or update the stream at start-up (needs --subjects)"},
 	}
 	return withConfig(&cli.Command{
@@ -55,7 +55,7 @@ func runCommand() *cli.Command {
 			if err := operateConfig(c, &cfg); err != nil {
 				return err
 			}
-			procs, err := maxProcs(c.Int("procs"), c.IsSet("procs"), os.Getenv("GOMAXPROCS"))
+			procs, err := maxProcs(c.Int("procs"), c.IsSet("procs"), os.Getenv("GOMAXPROCS"), c.Bool("embedded-nats"))
 			if err != nil {
 				return err
 			}
@@ -135,12 +135,16 @@ func runConfig(c *cli.Context) (relay.Config, error) {
 // to run it, which at low rates costs more CPU than the event itself
 // (bench: about a fifth of the relay's CPU at 1 k events/s; the drain
 // rate does not drop, as the relay spends a few µs of CPU per event).
-// An operator's $GOMAXPROCS stands unless the flag is given too.
-func maxProcs(flag int, flagSet bool, env string) (int, error) {
+// An operator's $GOMAXPROCS stands unless the flag is given too, and so
+// does Go's choice beside an embedded NATS server, whose storing is real
+// work that one thread would serialise with the relay's.
+func maxProcs(flag int, flagSet bool, env string, embeddedNATS bool) (int, error) {
 	switch {
 	case flag < 0:
 		return 0, fmt.Errorf("--procs %d: want a thread count, or 0 for Go's default", flag)
-	case env != "" && !flagSet:
+	case flagSet:
+		return flag, nil
+	case env != "" || embeddedNATS:
 		return 0, nil
 	}
 	return flag, nil
