@@ -36,7 +36,7 @@ func runCommand() *cli.Command {
 		&cli.DurationFlag{Name: "shutdown-timeout", EnvVars: []string{"CDCRELAY_SHUTDOWN_TIMEOUT"}, Value: relay.DefaultShutdownTimeout, Usage: "how long SIGTERM waits for in-flight acks"},
 		&cli.DurationFlag{Name: "slot-create-timeout", EnvVars: []string{"CDCRELAY_SLOT_CREATE_TIMEOUT"}, Value: relay.DefaultSlotCreateTimeout, Usage: "how long creating the slot may wait for transactions open when it began, before it is retried"},
 		&cli.StringFlag{Name: "cpu-policy", EnvVars: []string{"CDCRELAY_CPU_POLICY"}, Value: cpuPolicyBatch, Usage: "batch: a woken relay thread never preempts the one running on its core, such as PostgreSQL's walsender on a shared host (Linux SCHED_BATCH, same CPU share); normal: the kernel's default"},
-		&cli.IntFlag{Name: "procs", EnvVars: []string{"CDCRELAY_PROCS"}, Value: 1, Usage: "threads running Go code at once (GOMAXPROCS): 1 by default, since the relay mostly waits on sockets and on one thread its hand-offs between goroutines wake no other thread; 0 leaves Go's choice (every core, or $GOMAXPROCS), which is also the default beside --embedded-nats or a $GOMAXPROCS you set"},
+		&cli.IntFlag{Name: "procs", EnvVars: []string{"CDCRELAY_PROCS"}, Value: 1, Usage: "threads running Go code at once (GOMAXPROCS): 1 by default, since the relay mostly waits on sockets and on one thread its hand-offs between goroutines wake no other thread; 0 leaves Go's choice (the cores or the container's CPU limit, or $GOMAXPROCS), which is also the default beside --embedded-nats or a $GOMAXPROCS you set"},
 		&cli.BoolFlag{Name: "ensure-stream", EnvVars: []string{"CDCRELAY_ENSURE_STREAM"}, Usage: "create or update the stream at start-up (needs --subjects)"},
 	}
 	return withConfig(&cli.Command{

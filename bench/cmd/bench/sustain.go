@@ -65,7 +65,12 @@ func (s *session) runSustain(ctx context.Context, estimate float64) (report.Sust
 		if p.AckedPerSec > 0 {
 			next = min(next, 0.95*p.AckedPerSec)
 		}
-		lo = roundRate(next)
+		// Down to a multiple of 500, so that rounding never undoes the step.
+		next = max(500, math.Floor(next/500)*500)
+		if next >= lo {
+			break // at the floor: the same window again would say the same
+		}
+		lo = next
 	}
 	for _, p := range s.sys.replicas() {
 		if rss, err := procfs.PeakRSS(p.PID()); err == nil {

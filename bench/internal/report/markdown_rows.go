@@ -88,7 +88,6 @@ func (r *Results) marginalRow(t *table, batch int) {
 	t.row(append(row, "")...)
 }
 
-// costLatencyRuns are the latency runs at 10k/s, else at the highest rate.
 // latencyCPURows give the relay's (or poller's) CPU per event in each open
 // loop run: at a low rate it is mostly the cost of waking up per event.
 func (r *Results) latencyCPURows(t *table) {
@@ -127,6 +126,7 @@ func (r *Results) latencyCPU(sys string, rate float64) []float64 {
 	return vals
 }
 
+// costLatencyRuns are the latency runs at 10k/s, else at the highest rate.
 func (r *Results) costLatencyRuns() (float64, []LatencyRun) {
 	var rate float64
 	for _, l := range r.Latency {
