@@ -275,7 +275,8 @@ func (h *Harness) Slot() (pglogrepl.LSN, bool) {
 	var lsn *string
 	var active bool
 	err := h.Pool.QueryRow(context.Background(),
-		`SELECT confirmed_flush_lsn::text, active FROM pg_replication_slots WHERE slot_name = 'cdcrelay' AND database = current_database()`).Scan(&lsn, &active)
+		`SELECT confirmed_flush_lsn::text, active FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()`,
+		relay.DefaultSlot).Scan(&lsn, &active)
 	if errors.Is(err, pgx.ErrNoRows) || lsn == nil {
 		return 0, false
 	}
@@ -294,7 +295,7 @@ func (h *Harness) SlotTrusted() bool {
 	if _, active := h.Slot(); !active {
 		return false
 	}
-	m, err := slot.ReadMark(context.Background(), h.Pool, "cdcrelay")
+	m, err := slot.ReadMark(context.Background(), h.Pool, relay.DefaultSlot)
 	if err != nil {
 		h.T.Fatal(err)
 	}
