@@ -81,17 +81,19 @@ type Acker interface {
 // onMissing, if set, hears of rows Flip gave up on.
 func Loop(ctx context.Context, w Window, run election.Runner, acks Acker, stats *Stats, onMissing func(ids []int64)) error {
 	buf := make([]flow.Item, 0, DefaultBatch)
+	lingering := time.NewTimer(linger) // one timer for every linger
+	lingering.Stop()
 	for {
 		items, err := w.Resolved(ctx, buf[:0])
 		if err != nil {
 			return err
 		}
 		if len(items) < lingerBelow && !w.Full() {
-			t := time.NewTimer(linger)
+			lingering.Reset(linger)
 			select {
-			case <-t.C:
+			case <-lingering.C:
 			case <-ctx.Done():
-				t.Stop()
+				lingering.Stop()
 				return ctx.Err()
 			}
 			// Returns at once: items is not empty.

@@ -68,6 +68,23 @@ func (w *trickle) Release(n int) {
 	}
 }
 
+// waitReleased waits until every item is released, then stops the loop
+// (cancel) and checks that it ended only for that.
+func (w *trickle) waitReleased(t *testing.T, cancel context.CancelFunc, loopErr <-chan error) {
+	t.Helper()
+	select {
+	case <-w.done:
+	case err := <-loopErr:
+		t.Fatalf("loop ended: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("not every item released within 30s")
+	}
+	cancel()
+	if err := <-loopErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("loop: %v", err)
+	}
+}
+
 type acks struct{ last atomic.Uint64 }
 
 func (a *acks) Ack(done, _ pglogrepl.LSN) {
@@ -105,17 +122,7 @@ func TestLoopGathersAcksAtALowRate(t *testing.T) {
 		w.add(items[i+1])
 	}
 	tick.Stop()
-	select {
-	case <-w.done:
-	case err := <-loopErr:
-		t.Fatalf("loop ended: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("not every item released within 30s")
-	}
-	cancel()
-	if err := <-loopErr; !errors.Is(err, context.Canceled) {
-		t.Fatalf("loop: %v", err)
-	}
+	w.waitReleased(t, cancel, loopErr)
 	if got := a.last.Load(); got != uint64(100+events-1) {
 		t.Fatalf("last ack %d, want %d", got, 100+events-1)
 	}
@@ -153,15 +160,7 @@ func TestLoopDoesNotLingerWhileTheWindowIsFull(t *testing.T) {
 	go func() { loopErr <- checkpoint.Loop(ctx, w, counting, &a, nil, nil) }()
 	w.add(items[0])
 	w.add(items[1])
-	select {
-	case <-w.done:
-	case err := <-loopErr:
-		t.Fatalf("loop ended: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("not released within 30s")
-	}
-	cancel()
-	<-loopErr
+	w.waitReleased(t, cancel, loopErr)
 	if n := before.Load(); n != 1 {
 		t.Fatalf("Resolved called %d times before the first flip, want 1: the loop lingered on a full window", n)
 	}
