@@ -122,7 +122,11 @@ func (r *Relay) Run(ctx context.Context) error {
 }
 
 func (r *Relay) open(ctx context.Context) error {
-	pool, err := pgxpool.New(ctx, r.cfg.DatabaseURL)
+	pcfg, err := poolConfig(r.cfg.DatabaseURL)
+	if err != nil {
+		return &ConfigError{Setting: SettingDatabaseURL, Problem: SettingInvalid, Err: err}
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return &ConfigError{Setting: SettingDatabaseURL, Problem: SettingInvalid, Err: err}
 	}
@@ -149,6 +153,7 @@ func (r *Relay) open(ctx context.Context) error {
 		// Publishes while disconnected must fail, not be flushed stale on
 		// reconnect: the pipeline resends them itself, in order.
 		nats.ReconnectBufSize(-1),
+		natsDialer(),
 	}, r.cfg.NATSOptions...)
 	nc, err := nats.Connect(r.cfg.NATSURL, opts...)
 	if err != nil {

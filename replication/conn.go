@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/cdcrelay/cdcrelay/internal/rawsock"
 )
 
 // applicationName is what pg_stat_replication and pg_stat_activity show
@@ -58,6 +60,7 @@ func connectConfig(ctx context.Context, cfg *pgconn.Config) (*Conn, error) {
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = applicationName
 	}
+	cfg.DialFunc = pgconn.DialFunc(rawsock.WrapDial(rawsock.DialFunc(cfg.DialFunc)))
 	pg, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open replication connection: %w", err)

@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"net"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -11,3 +12,6 @@ import (
 func ConnectConfig(ctx context.Context, cfg *pgconn.Config) (*Conn, error) {
 	return connectConfig(ctx, cfg)
 }
+
+// NetConn is the connection's socket.
+func (c *Conn) NetConn() net.Conn { return c.pg.Conn() }

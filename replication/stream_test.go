@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/cdcrelay/cdcrelay/internal/rawsock"
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
 	"github.com/cdcrelay/cdcrelay/replication"
 )
@@ -68,6 +70,10 @@ func TestCreateSlotSnapshotThenStream(t *testing.T) {
 	d.exec(t, `INSERT INTO bus.outbox (subject, payload) VALUES ('before.slot', 'x')`)
 
 	c := connect(t, d.url)
+	// What follows streams through rawsock's raw socket calls.
+	if nc := c.NetConn(); reflect.TypeOf(nc) != reflect.TypeOf(rawsock.Wrap(nc)) {
+		t.Fatalf("replication socket is a %T, not wrapped by rawsock", nc)
+	}
 	slot := slotName()
 	if c.ServerVersion() < 100000 || c.BackendPID() == 0 {
 		t.Fatalf("version %d, pid %d", c.ServerVersion(), c.BackendPID())
