@@ -53,9 +53,16 @@ const (
 	// each cost a round trip to the server (bench, 10 k events/s: episodes
 	// of 100-150 ms with events stored about 1 ms apart). An open batch
 	// takes the next events at once; the server stores each message as it
-	// arrives, so the linger delays only the acks, by at most this long
-	// once the events stop.
-	commitLinger = 5 * time.Millisecond
+	// arrives, so the linger delays only the acks (and so the flips and the
+	// slot's confirmed position), never delivery.
+	//
+	// It outlasts the gaps of a trickle: at 100 events/s a 5 ms linger
+	// committed every event alone, and the commit, its PubAck, the next
+	// batch's first ack, the flip and their timers cost ~800 µs of relay
+	// CPU per event. ackLinger bounds how long the oldest unacked message
+	// waits for its ack while events keep coming too slowly for flow acks.
+	commitLinger = 50 * time.Millisecond
+	ackLinger    = 200 * time.Millisecond
 	// codeUnknownBatch is JSBatchPublishUnknownBatchIDErr: the server has no
 	// state for the batch (it restarted, the batch timed out, or it ended).
 	codeUnknownBatch = 10208
@@ -113,6 +120,19 @@ func (b *batch) needsSeal(now time.Time, timeout time.Duration) bool {
 		return now.Sub(b.sealedAt) >= timeout
 	}
 	return b.broken != nil || (b.expecting() && now.Sub(b.heard) >= timeout)
+}
+
+// linger is how much longer an open batch the sender has caught up with
+// waits for more messages before its commit goes out: until commitLinger
+// after its last message, and while messages await an ack, until ackLinger
+// after the last word from the server (see commitLinger). Zero or less:
+// commit now.
+func (b *batch) linger(now time.Time) time.Duration {
+	wait := commitLinger - now.Sub(b.lastSent)
+	if b.n > b.acked {
+		wait = min(wait, ackLinger-now.Sub(b.heard))
+	}
+	return wait
 }
 
 // reply is the reply subject of the batch's message seq.

@@ -122,11 +122,10 @@ func (p *Pipeline) step(ctx context.Context, s *sendState) (time.Duration, error
 			p.mu.Unlock()
 			return time.Hour, nil
 		}
-		if idle := now.Sub(b.lastSent); !p.cfg.AtomicTransactions && idle < commitLinger {
-			// More is likely on its way: the batch stays open for it
-			// (see commitLinger).
+		if wait := b.linger(now); !p.cfg.AtomicTransactions && wait > 0 {
+			// More is likely on its way: the batch stays open for it.
 			p.mu.Unlock()
-			return commitLinger - idle, nil
+			return wait, nil
 		}
 		// Nothing more to send: commit what the batch has.
 		subject, reply := b.first, b.reply(b.n+1, opEOB)
