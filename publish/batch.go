@@ -125,12 +125,13 @@ func (b *batch) needsSeal(now time.Time, timeout time.Duration) bool {
 // linger is how much longer an open batch the sender has caught up with
 // waits for more messages before its commit goes out: until commitLinger
 // after its last message, and while messages await an ack, until ackLinger
-// after the last word from the server (see commitLinger). Zero or less:
-// commit now.
-func (b *batch) linger(now time.Time) time.Duration {
+// after the last word from the server (see commitLinger), or a quarter of
+// the ack timeout if that is shorter, so that a short --ack-timeout never
+// seals a batch that was only lingering. Zero or less: commit now.
+func (b *batch) linger(now time.Time, ackTimeout time.Duration) time.Duration {
 	wait := commitLinger - now.Sub(b.lastSent)
 	if b.n > b.acked {
-		wait = min(wait, ackLinger-now.Sub(b.heard))
+		wait = min(wait, min(ackLinger, ackTimeout/4)-now.Sub(b.heard))
 	}
 	return wait
 }

@@ -122,8 +122,7 @@ func (p *Pipeline) step(ctx context.Context, s *sendState) (time.Duration, error
 			p.mu.Unlock()
 			return time.Hour, nil
 		}
-		if wait := b.linger(now); !p.cfg.AtomicTransactions && wait > 0 {
-			// More is likely on its way: the batch stays open for it.
+		if wait := p.commitWait(now); wait > 0 {
 			p.mu.Unlock()
 			return wait, nil
 		}
@@ -158,6 +157,19 @@ func (p *Pipeline) step(ctx context.Context, s *sendState) (time.Duration, error
 	}
 	p.publish(s, pos, it.Event)
 	return -1, nil
+}
+
+// commitWait is how much longer the open batch, which the sender has caught
+// up with, stays open for more events (see batch.linger); zero or less:
+// commit it now. Nothing lingers in atomic mode (a transaction is committed
+// with its last message), while the window is full (nothing can join the
+// batch before it is acked) or while someone waits for the window to drain.
+// Lock held.
+func (p *Pipeline) commitWait(now time.Time) time.Duration {
+	if p.cfg.AtomicTransactions || p.w.blocked || len(p.waiters) > 0 {
+		return 0
+	}
+	return p.b.linger(now, p.cfg.AckTimeout)
 }
 
 // skip passes over the item at pos without a message: a mark, or an event

@@ -24,8 +24,16 @@ func poolConfig(url string) (*pgxpool.Config, error) {
 	return cfg, nil
 }
 
-// natsDialer dials as nats.go's default dialer does (its connect timeout),
-// with the connection wrapped.
+// natsDialer, applied after the caller's options, sets a dialer with
+// nats.go's connect timeout (Options.Timeout) whose connections are wrapped;
+// a CustomDialer the caller set stands. Unlike nats.go's own dialer it does
+// not split the timeout across the addresses a host name resolves to, and
+// it does not try MPTCP.
 func natsDialer() nats.Option {
-	return nats.SetCustomDialer(&rawsock.Dialer{Dialer: net.Dialer{Timeout: nats.GetDefaultOptions().Timeout}})
+	return func(o *nats.Options) error {
+		if o.CustomDialer == nil {
+			o.CustomDialer = &rawsock.Dialer{Dialer: net.Dialer{Timeout: o.Timeout}}
+		}
+		return nil
+	}
 }

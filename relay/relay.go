@@ -153,8 +153,8 @@ func (r *Relay) open(ctx context.Context) error {
 		// Publishes while disconnected must fail, not be flushed stale on
 		// reconnect: the pipeline resends them itself, in order.
 		nats.ReconnectBufSize(-1),
-		natsDialer(),
 	}, r.cfg.NATSOptions...)
+	opts = append(opts, natsDialer())
 	nc, err := nats.Connect(r.cfg.NATSURL, opts...)
 	if err != nil {
 		pool.Close()

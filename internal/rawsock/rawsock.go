@@ -12,6 +12,9 @@
 // through syscall.RawConn without that bookkeeping, and waits in the net
 // poller as before when the socket is not ready (deadlines included). On
 // systems other than Linux, Wrap returns the connection unchanged.
+//
+// One thing is lost: the race detector does not see the kernel fill a read
+// buffer, which syscall.Read annotates and a raw call cannot.
 package rawsock
 
 import (

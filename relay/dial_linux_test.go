@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -33,8 +34,15 @@ func TestHotSocketsAreWrapped(t *testing.T) {
 	}
 
 	opts := nats.GetDefaultOptions()
+	if err := nats.Timeout(3 * time.Second)(&opts); err != nil {
+		t.Fatal(err)
+	}
 	if err := natsDialer()(&opts); err != nil {
 		t.Fatal(err)
+	}
+	d, ok := opts.CustomDialer.(*rawsock.Dialer)
+	if !ok || d.Timeout != 3*time.Second {
+		t.Fatalf("NATS dialer %#v, want a rawsock.Dialer with the connect timeout", opts.CustomDialer)
 	}
 	nc, err := opts.CustomDialer.Dial("tcp", addr)
 	if err != nil {
@@ -43,5 +51,20 @@ func TestHotSocketsAreWrapped(t *testing.T) {
 	defer nc.Close()
 	if _, ok := nc.(*rawsock.Conn); !ok {
 		t.Fatalf("NATS dials %T, want *rawsock.Conn", nc)
+	}
+}
+
+// A dialer the caller set stands.
+func TestCallersNATSDialerStands(t *testing.T) {
+	own := &net.Dialer{}
+	opts := nats.GetDefaultOptions()
+	if err := nats.SetCustomDialer(own)(&opts); err != nil {
+		t.Fatal(err)
+	}
+	if err := natsDialer()(&opts); err != nil {
+		t.Fatal(err)
+	}
+	if opts.CustomDialer != own {
+		t.Fatalf("the caller's dialer was replaced by %T", opts.CustomDialer)
 	}
 }
