@@ -67,19 +67,15 @@ func (l *Lease) Err() error {
 	return l.err
 }
 
-func (l *Lease) isLost() bool {
-	select {
-	case <-l.lost:
-		return true
-	default:
-		return false
-	}
-}
+// isLost reports whether the lease has ended: from the moment end records
+// why, a moment before Lost is closed.
+func (l *Lease) isLost() bool { return l.Err() != nil }
 
 func (l *Lease) lostError() error { return fmt.Errorf("%w: %w", ErrLost, l.Err()) }
 
-// end records why the lease ended and closes Lost; only the first call
-// counts, and it reports whether it was the one.
+// end records why the lease ended, moves the elector out of StateLeader
+// and then closes Lost, so that whoever sees Lost closed finds the new
+// state; only the first call counts, and it reports whether it was the one.
 func (l *Lease) end(cause error, to State) bool {
 	l.mu.Lock()
 	if l.err != nil {
@@ -87,12 +83,13 @@ func (l *Lease) end(cause error, to State) bool {
 		return false
 	}
 	l.err = cause
-	close(l.lost)
 	l.mu.Unlock()
+	logged := cause
 	if errors.Is(cause, ErrReleased) {
-		cause = nil // a hand-over, not a failure
+		logged = nil // a hand-over, not a failure
 	}
-	l.e.transition(l, to, cause)
+	l.e.transition(l, to, logged)
+	close(l.lost)
 	return true
 }
 

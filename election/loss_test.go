@@ -157,6 +157,21 @@ func TestDoRollsBackATransactionLeftOpen(t *testing.T) {
 func TestLostWhenLockNoLongerHeld(t *testing.T) {
 	e := newElector(t, testConfig(env.DB(t), randomLockID(), "relay"))
 	l := acquire(t, e)
+	// Whoever sees Lost closed must find the elector out of leadership
+	// already: the state moves first (it once moved just after, and a
+	// check right after waitLost failed under load).
+	var lostBeforeState atomic.Bool
+	left := make(chan struct{})
+	e.OnChange(func(from, to State) {
+		if from == StateLeader {
+			select {
+			case <-l.Lost():
+				lostBeforeState.Store(true)
+			default:
+			}
+			close(left)
+		}
+	})
 	err := l.Do(context.Background(), func(ctx context.Context, conn *pgx.Conn) error {
 		_, err := conn.Exec(ctx, `SELECT pg_advisory_unlock_all()`)
 		return err
@@ -170,6 +185,14 @@ func TestLostWhenLockNoLongerHeld(t *testing.T) {
 	}
 	if got := e.State(); got != StateStandby {
 		t.Fatalf("state %v, want standby", got)
+	}
+	select {
+	case <-left:
+	case <-time.After(within):
+		t.Fatalf("no transition out of StateLeader within %v", within)
+	}
+	if lostBeforeState.Load() {
+		t.Fatal("Lost was closed before the elector left StateLeader")
 	}
 }
 
