@@ -3,7 +3,6 @@ package relay
 import (
 	"net"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 
@@ -20,7 +19,7 @@ func poolConfig(url string) (*pgxpool.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.ConnConfig.DialFunc = pgconn.DialFunc(rawsock.WrapDial(rawsock.DialFunc(cfg.ConnConfig.DialFunc)))
+	cfg.ConnConfig.DialFunc = rawsock.WrapDial(cfg.ConnConfig.DialFunc)
 	return cfg, nil
 }
 

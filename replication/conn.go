@@ -60,7 +60,7 @@ func connectConfig(ctx context.Context, cfg *pgconn.Config) (*Conn, error) {
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = applicationName
 	}
-	cfg.DialFunc = pgconn.DialFunc(rawsock.WrapDial(rawsock.DialFunc(cfg.DialFunc)))
+	cfg.DialFunc = rawsock.WrapDial(cfg.DialFunc)
 	pg, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open replication connection: %w", err)

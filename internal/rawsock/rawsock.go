@@ -8,10 +8,10 @@
 // non-blocking, so a read or write never waits in the kernel; at a thousand
 // events a second those wake-ups and hand-offs were a third of the relay's
 // CPU, and they kept a second thread busy beside the one P. The wrapped
-// connection makes the same calls
-// through syscall.RawConn without that bookkeeping, and waits in the net
-// poller as before when the socket is not ready (deadlines included). On
-// systems other than Linux, Wrap returns the connection unchanged.
+// connection makes the same calls through syscall.RawConn without that
+// bookkeeping, and waits in the net poller as before when the socket is not
+// ready (deadlines included). On systems other than Linux, Wrap returns the
+// connection unchanged.
 //
 // One thing is lost: the race detector does not see the kernel fill a read
 // buffer, which syscall.Read annotates and a raw call cannot.
@@ -22,11 +22,9 @@ import (
 	"net"
 )
 
-// DialFunc is how pgconn and net.Dialer open a connection.
-type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
-
-// WrapDial returns dial with every connection it opens wrapped.
-func WrapDial(dial DialFunc) DialFunc {
+// WrapDial returns dial with every connection it opens wrapped. Its type is
+// that of pgconn.DialFunc and net.Dialer.DialContext, so either fits as is.
+func WrapDial(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dial(ctx, network, addr)
 		if err != nil {
