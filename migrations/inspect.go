@@ -33,7 +33,13 @@ var inspections = []struct{ what, query string }{
 		SELECT format('trigger %I on bus.outbox runs on every insert or flip; if it is the poller''s NOTIFY trigger, drop it once the poller is retired', tgname)
 		  FROM pg_trigger
 		 WHERE tgrelid = 'bus.outbox'::regclass AND NOT tgisinternal
+		   AND tgname <> 'outbox_insert_outside_replication_origin' -- sql/40_outbox_origin_guard.sql
 		 ORDER BY tgname`},
+	{"origin guard", `
+		-- sql/40_outbox_origin_guard.sql leaves a disabled guard alone.
+		SELECT format('trigger %I on bus.outbox is disabled, so cdcrelay streams unfiltered and its walsender decodes every flip; once nothing writes outbox rows under a replication origin: ALTER TABLE bus.outbox ENABLE ALWAYS TRIGGER %I, then run cdcrelay migrate again', tgname, tgname)
+		  FROM pg_trigger
+		 WHERE tgrelid = 'bus.outbox'::regclass AND tgname = 'outbox_insert_outside_replication_origin' AND tgenabled <> 'A'`},
 	{"constraints not valid", `
 		SELECT format('constraint %I is NOT VALID: rows written before the upgrade break it (unpublished ones will be dead-lettered); fix or delete them, then ALTER TABLE bus.outbox VALIDATE CONSTRAINT %I', conname, conname)
 		  FROM pg_constraint
@@ -58,7 +64,7 @@ var inspections = []struct{ what, query string }{
 
 // Inspect reports what about bus.outbox will cost or fail later, one line
 // each: indexes that stop the relay's flip from being a HOT update, triggers
-// left from the poller, CHECKs that existing rows break or that the flip
+// left from the poller, a disabled origin guard, CHECKs that existing rows break or that the flip
 // evaluates, columns that bus.publish cannot fill. It changes nothing. Apply runs it after migrating.
 func Inspect(ctx context.Context, q Querier) ([]string, error) {
 	var found []string

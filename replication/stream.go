@@ -20,6 +20,10 @@ type StartOptions struct {
 	// Messages asks for logical decoding messages, which the relay's
 	// heartbeat uses (PostgreSQL 14+).
 	Messages bool
+	// Origin is pgoutput's origin option (PostgreSQL 16+): "none" has the
+	// walsender drop every change made under a replication origin before
+	// decoding it (see FlipOrigin); empty leaves the default, "any".
+	Origin string
 }
 
 // Start runs START_REPLICATION on slot with pgoutput protocol version 1 and
@@ -44,6 +48,9 @@ func (c *Conn) Start(ctx context.Context, slot string, from pglogrepl.LSN, o Sta
 	if (o.Binary || o.Messages) && !c.SupportsMessages() {
 		return fmt.Errorf("%s: the binary and messages options need PostgreSQL 14 or later (server is %d)", op, c.version)
 	}
+	if o.Origin != "" && c.version < OriginVersion {
+		return fmt.Errorf("%s: the origin option needs PostgreSQL 16 or later (server is %d)", op, c.version)
+	}
 	if err := c.usable(op); err != nil {
 		return err
 	}
@@ -53,6 +60,9 @@ func (c *Conn) Start(ctx context.Context, slot string, from pglogrepl.LSN, o Sta
 	}
 	if o.Messages {
 		args = append(args, "messages 'true'")
+	}
+	if o.Origin != "" {
+		args = append(args, "origin "+quoteLiteral(o.Origin))
 	}
 	sql := fmt.Sprintf(`START_REPLICATION SLOT "%s" LOGICAL %s (%s)`, slot, from, strings.Join(args, ", "))
 
