@@ -25,7 +25,7 @@ type collector struct {
 
 	published, duplicates, deadLettered, flipped, retries, reconnects *prometheus.Desc
 	notAtomic                                                         *prometheus.Desc
-	state, leader, streaming, ready, leaderSince                      *prometheus.Desc
+	state, leader, streaming, ready, leaderSince, originFilter        *prometheus.Desc
 	inFlight, inFlightBytes, confirmed, lagSeconds                    *prometheus.Desc
 	heartbeatAge, heartbeatRTT, heartbeatStale                        *prometheus.Desc
 	slotLag, slotRetained, slotSafe, slotActive, slotInvalidated      *prometheus.Desc
@@ -52,6 +52,7 @@ func newCollector(cfg Config) *collector {
 		state:        desc("state", "1 for this process's leadership state (leader, standby, unhealthy), 0 for the others.", "state"),
 		leader:       desc("leader", "1 while this process holds the leader lock."),
 		streaming:    desc("streaming", "1 while this process is the leader and reads the slot."),
+		originFilter: desc("origin_filter", "1 while the leader's stream drops changes made under a replication origin, so its walsender skips the relay's own flips (PostgreSQL 16+); 0 when it decodes them (the log says why)."),
 		ready:        desc("ready", "1 when /readyz would answer 200: a leader streaming with fresh heartbeats, or a standby with a working lock connection."),
 		leaderSince:  desc("leader_since_timestamp_seconds", "When this process took the leader lock (unix time); absent unless leading."),
 		inFlight:     desc("in_flight_events", "Events between the slot and the flip: sent or waiting for their ack."),
@@ -91,7 +92,7 @@ func newCollector(cfg Config) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.published, c.duplicates, c.deadLettered, c.flipped, c.retries, c.reconnects, c.notAtomic,
-		c.state, c.leader, c.streaming, c.ready, c.leaderSince,
+		c.state, c.leader, c.streaming, c.ready, c.leaderSince, c.originFilter,
 		c.inFlight, c.inFlightBytes, c.confirmed, c.lagSeconds,
 		c.heartbeatAge, c.heartbeatRTT, c.heartbeatStale,
 		c.slotLag, c.slotRetained, c.slotSafe, c.slotActive, c.slotInvalidated,
@@ -139,6 +140,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.leader, boolFloat(s.State == election.StateLeader))
 	gauge(c.streaming, boolFloat(s.Streaming))
+	gauge(c.originFilter, boolFloat(s.OriginFilter))
 	ready, _ := c.cfg.Relay.Ready()
 	gauge(c.ready, boolFloat(ready))
 	if !s.LeaderSince.IsZero() {

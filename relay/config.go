@@ -57,6 +57,11 @@ type Config struct {
 	// the term.
 	WhileLeading []func(ctx context.Context, run election.Runner) error
 
+	// Unfiltered streams without pgoutput's origin filter: the relay's
+	// walsender then decodes every flip too (see originFilter). By default
+	// a term on PostgreSQL 16+ filters whenever the outbox's guard allows.
+	Unfiltered bool
+
 	StatusInterval    time.Duration // default DefaultStatusInterval
 	HeartbeatInterval time.Duration // default DefaultHeartbeatInterval; negative disables
 	ShutdownTimeout   time.Duration // default DefaultShutdownTimeout

@@ -15,9 +15,12 @@ import (
 
 // Snapshot is what metrics, readiness and status see of a relay at one moment.
 type Snapshot struct {
-	State       election.State
-	Streaming   bool
-	LeaderSince time.Time // zero unless leading
+	State     election.State
+	Streaming bool
+	// OriginFilter is set while the stream drops changes made under a
+	// replication origin, the relay's own flips among them (PostgreSQL 16+).
+	OriginFilter bool
+	LeaderSince  time.Time // zero unless leading
 	// Confirmed is the position confirmed (or about to be) to the slot.
 	Confirmed pglogrepl.LSN
 	// InFlight and InFlightBytes are the window's occupancy.
@@ -109,6 +112,7 @@ func (r *Relay) Snapshot() Snapshot {
 	s := Snapshot{
 		State:        r.elector.State(),
 		Streaming:    r.streaming.Load(),
+		OriginFilter: r.originFiltered.Load(),
 		HeartbeatAge: r.heartbeat.Age(),
 		HeartbeatRTT: r.heartbeat.RTT(),
 		Flipped:      r.flips.Flipped.Load(),

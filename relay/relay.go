@@ -36,18 +36,20 @@ type Relay struct {
 	elector *election.Elector
 
 	// Observable state, for readiness, metrics and tests.
-	streaming    atomic.Bool
-	session      atomic.Pointer[slot.Session] // the current (or last) term's
-	flips        checkpoint.Stats
-	flipsGivenUp atomic.Uint64
-	stalls       stalls
-	database     string // current_database() of DatabaseURL
-	heartbeat    slot.Heartbeats
-	pipeline     atomic.Pointer[publish.Pipeline]
-	termCounter  atomic.Uint64
-	counters     publish.Counters
-	running      atomic.Bool // between a successful start and Run's return
-	ends         termEnds
+	streaming atomic.Bool
+	// originFiltered is set while the stream filters by origin.
+	originFiltered atomic.Bool
+	session        atomic.Pointer[slot.Session] // the current (or last) term's
+	flips          checkpoint.Stats
+	flipsGivenUp   atomic.Uint64
+	stalls         stalls
+	database       string // current_database() of DatabaseURL
+	heartbeat      slot.Heartbeats
+	pipeline       atomic.Pointer[publish.Pipeline]
+	termCounter    atomic.Uint64
+	counters       publish.Counters
+	running        atomic.Bool // between a successful start and Run's return
+	ends           termEnds
 	// leaderSince and streamingSince are unix nanos, zero when not.
 	leaderSince    atomic.Int64
 	streamingSince atomic.Int64

@@ -13,18 +13,20 @@ import (
 // stream reads the slot from start until read ends. If read ended for a
 // graceful shutdown (work still alive), it then drains the session: every
 // event in flight acked, flipped and confirmed, within ShutdownTimeout.
-func (r *Relay) stream(read, work context.Context, sess *slot.Session, start pglogrepl.LSN) error {
-	if err := sess.Start(read, start); err != nil {
+func (r *Relay) stream(read, work context.Context, sess *slot.Session, start pglogrepl.LSN, origin string) error {
+	if err := sess.Start(read, start, origin); err != nil {
 		if read.Err() != nil {
 			return nil
 		}
 		return err
 	}
 	r.streamingSince.Store(time.Now().UnixNano())
+	r.originFiltered.Store(origin != "")
 	r.streaming.Store(true)
-	r.log.Info().Str("slot", r.cfg.Slot).Stringer("from", start).Msg("streaming")
+	r.log.Info().Str("slot", r.cfg.Slot).Stringer("from", start).Bool("origin_filter", origin != "").Msg("streaming")
 	err := sess.Run(read)
 	r.streaming.Store(false)
+	r.originFiltered.Store(false)
 	if read.Err() == nil {
 		return err
 	}

@@ -83,13 +83,19 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 	g.Go(func() error {
 		defer cancelWork(nil)
 		start, err := r.prepareSlot(read, rc, pipe, lease.Do)
-		if err != nil {
-			if read.Err() != nil {
-				return nil
+		if err == nil {
+			var origin string
+			if origin, err = r.originFilter(read, rc.ServerVersion(), start, lease.Do); err == nil {
+				if origin != "" {
+					g.Go(func() error { return r.watchGuard(work) })
+				}
+				return r.stream(read, work, sess, start, origin)
 			}
-			return err
 		}
-		return r.stream(read, work, sess, start)
+		if read.Err() != nil {
+			return nil
+		}
+		return err
 	})
 	for _, task := range r.cfg.WhileLeading {
 		g.Go(func() error { return task(work, election.Runner(lease.Do)) })

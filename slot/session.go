@@ -95,12 +95,14 @@ func (s *Session) Ack(done, walEnd pglogrepl.LSN) {
 func (s *Session) Confirmed() pglogrepl.LSN { return s.pos.Load() }
 
 // Start resumes the position from the slot's (or a new slot's consistent
-// point) and starts streaming from it.
-func (s *Session) Start(ctx context.Context, from pglogrepl.LSN) error {
+// point) and starts streaming from it. origin is pgoutput's origin option:
+// "none" drops every change made under a replication origin, the relay's
+// own flips included, before the walsender decodes it; "" streams them all.
+func (s *Session) Start(ctx context.Context, from pglogrepl.LSN, origin string) error {
 	s.pos.Resume(from)
 	binary := s.conn.SupportsMessages()
 	if err := s.conn.Start(ctx, s.cfg.Name, from, replication.StartOptions{
-		Publication: s.cfg.Publication, Binary: binary, Messages: binary,
+		Publication: s.cfg.Publication, Binary: binary, Messages: binary, Origin: origin,
 	}); err != nil {
 		return fmt.Errorf("start replication: %w", err)
 	}

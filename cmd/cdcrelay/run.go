@@ -35,6 +35,7 @@ func runCommand() *cli.Command {
 		&cli.DurationFlag{Name: "election-interval", EnvVars: []string{"CDCRELAY_ELECTION_INTERVAL"}, Value: election.DefaultInterval, Usage: "how long a standby waits on the lock before it waits again, and how often a leader checks its lock"},
 		&cli.DurationFlag{Name: "shutdown-timeout", EnvVars: []string{"CDCRELAY_SHUTDOWN_TIMEOUT"}, Value: relay.DefaultShutdownTimeout, Usage: "how long SIGTERM waits for in-flight acks"},
 		&cli.DurationFlag{Name: "slot-create-timeout", EnvVars: []string{"CDCRELAY_SLOT_CREATE_TIMEOUT"}, Value: relay.DefaultSlotCreateTimeout, Usage: "how long creating the slot may wait for transactions open when it began, before it is retried"},
+		&cli.BoolFlag{Name: "origin-filter", EnvVars: []string{"CDCRELAY_ORIGIN_FILTER"}, Value: true, Usage: "on PostgreSQL 16+, flip under a replication origin and stream with pgoutput's origin 'none', so the walsender skips the flips instead of decoding them (needs cdcrelay migrate's guard on bus.outbox, which then refuses inserts made under a replication origin, and EXECUTE on pg_replication_origin_create and pg_replication_origin_session_setup; without them the relay streams unfiltered and logs why)"},
 		&cli.StringFlag{Name: "cpu-policy", EnvVars: []string{"CDCRELAY_CPU_POLICY"}, Value: cpuPolicyBatch, Usage: "batch: a woken relay thread never preempts the one running on its core, such as PostgreSQL's walsender on a shared host (Linux SCHED_BATCH, same CPU share); normal: the kernel's default"},
 		&cli.IntFlag{Name: "procs", EnvVars: []string{"CDCRELAY_PROCS"}, Value: 1, Usage: "threads running Go code at once (GOMAXPROCS): 1 by default, since the relay mostly waits on sockets and on one thread its hand-offs between goroutines wake no other thread; 0 leaves Go's choice (the cores or the container's CPU limit, or $GOMAXPROCS), which is also the default beside --embedded-nats or a $GOMAXPROCS you set"},
 		&cli.BoolFlag{Name: "ensure-stream", EnvVars: []string{"CDCRELAY_ENSURE_STREAM"}, Usage: "create or update the stream at start-up (needs --subjects)"},
@@ -114,6 +115,7 @@ func runConfig(c *cli.Context) (relay.Config, error) {
 		},
 		ShutdownTimeout:   c.Duration("shutdown-timeout"),
 		SlotCreateTimeout: c.Duration("slot-create-timeout"),
+		Unfiltered:        !c.Bool("origin-filter"),
 	}
 	if c.Bool("ensure-stream") {
 		sc, err := streamConfigFrom(c)

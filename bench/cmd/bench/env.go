@@ -82,7 +82,7 @@ func setup(ctx context.Context, o *options) (_ *env, err error) {
 	} else if err = os.MkdirAll(e.work, 0o755); err != nil {
 		return nil, err
 	}
-	if e.pg, err = pgcluster.Start(ctx, pgcluster.Options{Settings: pgSettings()}); err != nil {
+	if e.pg, err = pgcluster.Start(ctx, pgcluster.Options{Bin: o.pgBin, Settings: pgSettings()}); err != nil {
 		return nil, fmt.Errorf("start postgres: %w", err)
 	}
 	if e.postmaster, err = readPostmasterPID(e.pg.DataDir()); err != nil {

@@ -15,6 +15,7 @@ import (
 type options struct {
 	relayBin  string
 	relayArgs string
+	pgBin     string
 	quick     bool
 	out       string
 	workDir   string
@@ -65,6 +66,7 @@ func parseOptions(args []string) (*options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&o.relayBin, "relay-bin", "bin/cdcrelay", "cdcrelay binary (make build)")
 	fs.StringVar(&o.relayArgs, "relay-args", "", "extra arguments for `cdcrelay run`, space-separated")
+	fs.StringVar(&o.pgBin, "pg-bin", "", "PostgreSQL server binaries (default: pg_ctl on PATH, else the newest /usr/lib/postgresql/*/bin); the origin filter needs 16+, e.g. a directory that scripts/ensure-pg-versions.sh prints")
 	fs.BoolVar(&o.quick, "quick", false, "a smoke run of about two minutes")
 	fs.StringVar(&o.out, "out", "bench/results", "directory for <date>.md, .json and .svg")
 	fs.StringVar(&o.workDir, "work", "", "keep logs and data here (default: a temporary directory, removed)")
