@@ -13,6 +13,13 @@ import (
 	"github.com/cdcrelay/cdcrelay/replication"
 )
 
+// originTakeover bounds how long a new leader waits for the backend of the
+// session that held the flip origin before (a killed or deposed leader's,
+// or this process's previous term's) to let go of it: a backend that exits
+// frees its advisory locks before its replication origin, so the leader
+// lock can come first by a moment. After that, the term streams unfiltered.
+const originTakeover = 2 * time.Second
+
 // guardWatch is how often a filtering term checks that the outbox still
 // refuses inserts made under a replication origin.
 const guardWatch = time.Second
@@ -53,18 +60,29 @@ func (r *Relay) originFilter(ctx context.Context, version int, start pglogrepl.L
 		return unfiltered(fmt.Errorf("the relay's role may not execute %v", missing))
 	}
 	own := replication.FlipOrigin(r.cfg.Slot)
-	var setup error
-	err = run(ctx, func(ctx context.Context, conn *pgx.Conn) error {
-		setup = replication.SetupOrigin(ctx, conn, own)
-		return nil
-	})
-	if err != nil {
-		return "", err
+	deadline := time.Now().Add(originTakeover)
+	retry := time.NewTicker(10 * time.Millisecond)
+	defer retry.Stop()
+	for {
+		var setup error
+		err = run(ctx, func(ctx context.Context, conn *pgx.Conn) error {
+			setup = replication.SetupOrigin(ctx, conn, own)
+			return nil
+		})
+		switch {
+		case err != nil:
+			return "", err
+		case setup == nil:
+			return "none", nil
+		case !errors.Is(setup, replication.ErrOriginInUse) || time.Now().After(deadline):
+			return unfiltered(setup)
+		}
+		select {
+		case <-retry.C:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
 	}
-	if setup != nil {
-		return unfiltered(setup)
-	}
-	return "none", nil
 }
 
 // watchGuard ends a filtering term (returns an error) once the outbox no

@@ -13,6 +13,7 @@ import (
 	"github.com/cdcrelay/cdcrelay/internal/relaytest"
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
 	"github.com/cdcrelay/cdcrelay/outbox"
+	"github.com/cdcrelay/cdcrelay/relay"
 	"github.com/cdcrelay/cdcrelay/replication"
 )
 
@@ -184,4 +185,43 @@ func TestFilterFollowsTheOutboxGuard(t *testing.T) {
 	if msgs := h.CheckStream(); len(msgs) != 100 {
 		t.Fatalf("stream has %d events, want 100", len(msgs))
 	}
+}
+
+// A backend that exits frees the leader lock before the flip origin, so a
+// new leader may find the origin still held for a moment (here: by a
+// session the test closes only once the relay has tried to set it up). It
+// waits for it rather than streaming unfiltered.
+func TestNewLeaderWaitsForTheFlipOrigin(t *testing.T) {
+	h := relaytest.New(t, env, true)
+	ctx := context.Background()
+	var version int
+	if err := h.Pool.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	if version < replication.OriginVersion {
+		t.Skipf("pgoutput's origin option needs PostgreSQL 16 (server is %d)", version)
+	}
+	holder, err := pgx.Connect(ctx, h.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(ctx)
+	own := replication.FlipOrigin(relay.DefaultSlot)
+	if err := replication.SetupOrigin(ctx, holder, own); err != nil {
+		t.Fatal(err)
+	}
+	r := h.Start()
+	testenv.Eventually(t, time.Minute, func() error {
+		var tried bool
+		err := h.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
+			WHERE pid <> $1 AND query LIKE 'SELECT pg_replication_origin_session_setup%')`, holder.PgConn().PID()).Scan(&tried)
+		if err != nil || !tried {
+			return fmt.Errorf("the relay has not tried to set up the origin yet (%v)", err)
+		}
+		return nil
+	})
+	if err := holder.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFilter(t, h, r, true)
 }

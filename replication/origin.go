@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // OriginVersion is the first server version (server_version_num) whose
@@ -110,11 +111,14 @@ WHERE t.tgrelid = 'bus.outbox'::regclass AND t.tgname = $1 AND t.tgenabled = 'A'
 	return lsn, nil
 }
 
+// ErrOriginInUse says another session has the origin set up.
+var ErrOriginInUse = errors.New("replication origin in use by another session")
+
 // SetupOrigin creates the origin name unless it exists and marks the
 // session of conn with it: from then on every change conn makes carries it,
 // until the session ends. The origin may be active in one session at a
 // time; a session that still holds it (a deposed leader's, not yet gone)
-// makes this fail.
+// makes this fail with ErrOriginInUse.
 func SetupOrigin(ctx context.Context, conn *pgx.Conn, name string) error {
 	_, err := conn.Exec(ctx, `
 SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT FROM pg_replication_origin WHERE roname = $1)`, name)
@@ -122,6 +126,10 @@ SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT FROM pg_replica
 		return fmt.Errorf("create replication origin %s: %w", name, err)
 	}
 	if _, err := conn.Exec(ctx, `SELECT pg_replication_origin_session_setup($1)`, name); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == codeObjectInUse {
+			err = fmt.Errorf("%w: %w", ErrOriginInUse, err)
+		}
 		return fmt.Errorf("set up replication origin %s on the session: %w", name, err)
 	}
 	return nil
