@@ -40,6 +40,10 @@ var inspections = []struct{ what, query string }{
 		SELECT format('trigger %I on bus.outbox is disabled, so cdcrelay streams unfiltered and its walsender decodes every flip; once nothing writes outbox rows under a replication origin: ALTER TABLE bus.outbox ENABLE ALWAYS TRIGGER %I, then run cdcrelay migrate again', tgname, tgname)
 		  FROM pg_trigger
 		 WHERE tgrelid = 'bus.outbox'::regclass AND tgname = 'outbox_insert_outside_replication_origin' AND tgenabled <> 'A'`},
+	{"origin guard missing", `
+		SELECT 'bus.outbox has no origin guard (trigger outbox_insert_outside_replication_origin), so cdcrelay streams unfiltered and its walsender decodes every flip; migrate installs it when the owner of bus.outbox_refuse_replication_origin() may execute pg_replication_origin_session_is_setup(), no subscription writes bus.outbox, and writers let go of the table within 5 s'
+		 WHERE current_setting('server_version_num')::int >= 160000
+		   AND NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'bus.outbox'::regclass AND tgname = 'outbox_insert_outside_replication_origin')`},
 	{"constraints not valid", `
 		SELECT format('constraint %I is NOT VALID: rows written before the upgrade break it (unpublished ones will be dead-lettered); fix or delete them, then ALTER TABLE bus.outbox VALIDATE CONSTRAINT %I', conname, conname)
 		  FROM pg_constraint

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cdcrelay/cdcrelay/election"
 	"github.com/cdcrelay/cdcrelay/replication"
+	"github.com/cdcrelay/cdcrelay/slot"
 )
 
 // originTakeover bounds how long a new leader waits for the backend of the
@@ -20,44 +23,58 @@ import (
 // lock can come first by a moment. After that, the term streams unfiltered.
 const originTakeover = 2 * time.Second
 
-// guardWatch is how often a filtering term checks that the outbox still
-// refuses inserts made under a replication origin.
-const guardWatch = time.Second
+const (
+	// guardWatch is how often a filtering term proves that the outbox
+	// still refuses inserts made under a replication origin; the term
+	// confirms no further than its last proof.
+	guardWatch = time.Second
+	// guardCheckTimeout bounds one proof's queries.
+	guardCheckTimeout = 5 * time.Second
+	// guardUnproven ends a filtering term whose proofs kept failing: its
+	// position has stood still meanwhile.
+	guardUnproven = 15 * time.Second
+)
 
-// originFilter decides whether this term's stream, starting at start,
-// filters by origin, and returns pgoutput's origin option ("" for the
-// default). It filters on PostgreSQL 16 and later, unless configured not
-// to, when the outbox's guard has refused inserts made under a replication
-// origin since before start (replication.OriginGuard) and the role may use
-// replication origins: it then marks the lock connection, on which the
-// relay flips, records dead letters, marks slots and prunes, with the
-// slot's flip origin, and the stream, started with origin 'none', never
-// decodes any of it. Heartbeats come from the pool, without an origin.
+// errOriginGrants says the relay's role may not use replication origins.
+var errOriginGrants = errors.New("the relay's role may not use replication origins")
+
+// flipOrigin is what a term knows about the origin filter before its slot
+// is prepared: whether the lock connection is marked with the slot's flip
+// origin, and since when the outbox's guard has held.
+type flipOrigin struct {
+	marked bool
+	since  pglogrepl.LSN
+}
+
+// markFlips marks the lock connection, on which the relay flips, records
+// dead letters, marks slots and prunes, with the slot's flip origin, on
+// PostgreSQL 16 and later, unless configured not to, when the outbox's
+// guard refuses inserts made under a replication origin
+// (replication.OriginGuard) and the role may use replication origins. It
+// runs before the slot is prepared, so a backfill's flips are marked too.
+// Marked writes are what a stream with origin 'none' never decodes (see
+// filter); heartbeats come from the pool, without an origin.
 //
 // Not filtering is always safe (the walsender decodes the flips and
 // pgoutput drops them), so every reason not to is logged, not returned;
 // errors are those of the lock connection.
-func (r *Relay) originFilter(ctx context.Context, version int, start pglogrepl.LSN, run election.Runner) (string, error) {
+func (r *Relay) markFlips(ctx context.Context, version int, run election.Runner) (flipOrigin, error) {
 	if r.cfg.Unfiltered || version < replication.OriginVersion {
-		return "", nil // before 16 pgoutput cannot filter, and an origin alone changes nothing
-	}
-	unfiltered := func(reason error) (string, error) {
-		r.log.Info().Err(reason).Msg("the walsender decodes the relay's flips too (no origin filter)")
-		return "", nil
+		return flipOrigin{}, nil // before 16 pgoutput cannot filter, and an origin alone changes nothing
 	}
 	since, err := replication.OriginGuard(ctx, r.pool)
 	if err != nil {
-		return unfiltered(err)
-	}
-	if start < since {
-		return unfiltered(fmt.Errorf("the slot resumes at %s, before the outbox's origin guard (%s): a term that starts after it is confirmed past filters", start, since))
+		r.unfiltered(err)
+		return flipOrigin{}, nil
 	}
 	missing, err := replication.OriginGrantsMissing(ctx, r.pool)
 	if err != nil {
-		return unfiltered(err)
+		r.unfiltered(err)
+		return flipOrigin{}, nil
 	}
 	if len(missing) > 0 {
-		return unfiltered(fmt.Errorf("the relay's role may not execute %v", missing))
+		r.unfiltered(fmt.Errorf("%w: GRANT EXECUTE ON FUNCTION %s to its role", errOriginGrants, strings.Join(missing, ", ")))
+		return flipOrigin{}, nil
 	}
 	own := replication.FlipOrigin(r.cfg.Slot)
 	deadline := time.Now().Add(originTakeover)
@@ -71,41 +88,100 @@ func (r *Relay) originFilter(ctx context.Context, version int, start pglogrepl.L
 		})
 		switch {
 		case err != nil:
-			return "", err
+			return flipOrigin{}, err
 		case setup == nil:
-			return "none", nil
+			return flipOrigin{marked: true, since: since}, nil
 		case !errors.Is(setup, replication.ErrOriginInUse) || time.Now().After(deadline):
-			return unfiltered(setup)
+			r.unfiltered(setup)
+			return flipOrigin{}, nil
 		}
 		select {
 		case <-retry.C:
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return flipOrigin{}, ctx.Err()
 		}
 	}
 }
 
-// watchGuard ends a filtering term (returns an error) once the outbox no
-// longer refuses inserts made under a replication origin, or returns nil
-// when ctx ends: the next term streams unfiltered. A failed look is logged
-// and tried again at the next tick.
-func (r *Relay) watchGuard(ctx context.Context) error {
+// filter returns the origin option to stream from start with: "none" when
+// the flips are marked and the guard held before start, so that no
+// unguarded insert lies ahead of the stream; "" otherwise.
+func (r *Relay) filter(o flipOrigin, start pglogrepl.LSN) string {
+	if !o.marked {
+		return ""
+	}
+	if start < o.since {
+		r.unfiltered(fmt.Errorf("the slot resumes at %s, before the outbox's origin guard (%s): a term that starts after it is confirmed past filters", start, o.since))
+		return ""
+	}
+	return "none"
+}
+
+// unfiltered logs why a term streams without the origin filter: as a
+// warning when a grant or privilege is missing, which an operator fixes.
+func (r *Relay) unfiltered(reason error) {
+	ev := r.log.Info()
+	var pgErr *pgconn.PgError
+	if errors.Is(reason, errOriginGrants) || errors.As(reason, &pgErr) && pgErr.Code == "42501" { // insufficient_privilege
+		ev = r.log.Warn()
+	}
+	ev.Err(reason).Msg("the walsender decodes the relay's flips too (no origin filter)")
+}
+
+// proveGuard keeps a filtering term's position within what the outbox's
+// guard is proven to have covered: every guardWatch it reads the WAL
+// insert position, then checks that the guard is still the one recorded at
+// since, and lets sess confirm up to that position. When the guard changed
+// it ends the term (returns an error): the position stands before the
+// change, and the next term decodes everything after it, inserts made
+// under an origin included. Proofs that keep failing for guardUnproven end
+// the term too; it returns nil when ctx ends.
+func (r *Relay) proveGuard(ctx context.Context, since pglogrepl.LSN, sess *slot.Session) error {
 	t := time.NewTicker(guardWatch)
 	defer t.Stop()
+	proven := time.Now()
 	for {
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return nil
-		}
-		_, err := replication.OriginGuard(ctx, r.pool)
+		err := r.proveOnce(ctx, since, sess)
 		switch {
 		case ctx.Err() != nil:
 			return nil
 		case errors.Is(err, replication.ErrUnguarded):
 			return fmt.Errorf("the stream filters by origin, but %w: the next term streams unfiltered", err)
-		case err != nil:
-			r.log.Warn().Err(err).Msg("check the outbox's origin guard")
+		case err == nil:
+			proven = time.Now()
+		case time.Since(proven) > guardUnproven:
+			return fmt.Errorf("the outbox's origin guard unproven for %v, so the position stood still: %w", guardUnproven, err)
+		default:
+			r.log.Warn().Err(err).Msg("check the outbox's origin guard; the confirmed position waits for it")
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return nil
 		}
 	}
+}
+
+func (r *Relay) proveOnce(ctx context.Context, since pglogrepl.LSN, sess *slot.Session) error {
+	ctx, cancel := context.WithTimeout(ctx, guardCheckTimeout)
+	defer cancel()
+	var at string
+	if err := r.pool.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&at); err != nil {
+		return fmt.Errorf("read the WAL insert position: %w", err)
+	}
+	lsn, err := pglogrepl.ParseLSN(at)
+	if err != nil {
+		return fmt.Errorf("read the WAL insert position: %w", err)
+	}
+	// Read before the check: every insert that committed below lsn ran
+	// while the trigger that the check finds unchanged since was in place.
+	now, err := replication.OriginGuard(ctx, r.pool)
+	if err != nil {
+		return err
+	}
+	if now != since {
+		return fmt.Errorf("%w: recorded again at %s since the term started (at %s)", replication.ErrUnguarded, now, since)
+	}
+	sess.Guarded(lsn)
+	return nil
 }

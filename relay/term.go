@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
@@ -82,20 +83,22 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 	defer stopRead()
 	g.Go(func() error {
 		defer cancelWork(nil)
-		start, err := r.prepareSlot(read, rc, pipe, lease.Do)
+		flips, err := r.markFlips(read, rc.ServerVersion(), lease.Do)
+		var start pglogrepl.LSN
 		if err == nil {
-			var origin string
-			if origin, err = r.originFilter(read, rc.ServerVersion(), start, lease.Do); err == nil {
-				if origin != "" {
-					g.Go(func() error { return r.watchGuard(work) })
-				}
-				return r.stream(read, work, sess, start, origin)
+			start, err = r.prepareSlot(read, rc, pipe, lease.Do)
+		}
+		if err != nil {
+			if read.Err() != nil {
+				return nil
 			}
+			return err
 		}
-		if read.Err() != nil {
-			return nil
+		origin := r.filter(flips, start)
+		if origin != "" {
+			g.Go(func() error { return r.proveGuard(work, flips.since, sess) })
 		}
-		return err
+		return r.stream(read, work, sess, start, origin)
 	})
 	for _, task := range r.cfg.WhileLeading {
 		g.Go(func() error { return task(work, election.Runner(lease.Do)) })

@@ -75,22 +75,25 @@ var ErrUnguarded = errors.New("bus.outbox does not refuse inserts made under a r
 // is no such position.
 func OriginGuard(ctx context.Context, q Querier) (pglogrepl.LSN, error) {
 	var (
-		table   bool
-		enabled *string
-		since   *string
+		table, children bool
+		enabled, since  *string
 	)
 	err := q.QueryRow(ctx, `
 SELECT to_regclass('bus.outbox_origin_guard') IS NOT NULL,
-       (SELECT tgenabled::text FROM pg_trigger WHERE tgrelid = 'bus.outbox'::regclass AND tgname = $1)`,
-		GuardTrigger).Scan(&table, &enabled)
+       (SELECT tgenabled::text FROM pg_trigger WHERE tgrelid = 'bus.outbox'::regclass AND tgname = $1),
+       EXISTS (SELECT FROM pg_inherits WHERE inhparent = 'bus.outbox'::regclass)`,
+		GuardTrigger).Scan(&table, &enabled, &children)
 	if err != nil {
 		return 0, fmt.Errorf("read the outbox's origin guard: %w", err)
 	}
 	switch {
+	case children:
+		// The publication covers them, and their triggers are their own.
+		return 0, fmt.Errorf("%w: bus.outbox has partitions or inheritors, which the guard does not cover", ErrUnguarded)
 	case !table:
 		return 0, fmt.Errorf("%w: table bus.outbox_origin_guard does not exist (cdcrelay migrate has not run since the upgrade)", ErrUnguarded)
 	case enabled == nil:
-		return 0, fmt.Errorf("%w: trigger %s does not exist", ErrUnguarded, GuardTrigger)
+		return 0, fmt.Errorf("%w: trigger %s does not exist (cdcrelay migrate installs it on PostgreSQL 16+ and says why when it cannot)", ErrUnguarded, GuardTrigger)
 	case *enabled != "A":
 		return 0, fmt.Errorf("%w: trigger %s is not ENABLE ALWAYS", ErrUnguarded, GuardTrigger)
 	}

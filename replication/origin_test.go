@@ -170,6 +170,13 @@ func TestFlipOriginCost(t *testing.T) {
 func TestOriginGuard(t *testing.T) {
 	d := newDatabase(t, true)
 	ctx := testCtx(t)
+	if v := serverVersion(t, d); v < replication.OriginVersion {
+		// Nothing would filter there: apply workers may write the outbox.
+		if _, err := replication.OriginGuard(ctx, d.pool); !errors.Is(err, replication.ErrUnguarded) {
+			t.Fatalf("origin guard on PostgreSQL %d: %v, want none installed", v, err)
+		}
+		t.Skipf("the guard is installed from PostgreSQL 16 (server is %d)", v)
+	}
 	since, err := replication.OriginGuard(ctx, d.pool)
 	if err != nil || since == 0 {
 		t.Fatalf("origin guard of a migrated database: %v, %v", since, err)
@@ -236,4 +243,50 @@ func TestOriginGuard(t *testing.T) {
 	}
 	d.exec(t, `DROP TRIGGER `+replication.GuardTrigger+` ON bus.outbox`)
 	unguarded("trigger dropped")
+}
+
+func serverVersion(t *testing.T, d database) int {
+	t.Helper()
+	var v int
+	if err := d.pool.QueryRow(testCtx(t), `SELECT current_setting('server_version_num')::int`).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// The guard's function runs as its owner, so migrate makes sure its owner
+// may call the origin test: one that may not (here: an owner that lost the
+// grant's effect by being another role) would make every insert fail.
+// Migrate takes the function over; and an outbox with partitions or
+// inheritors, whose own triggers the guard does not cover, is unguarded.
+func TestOriginGuardOwnerAndChildren(t *testing.T) {
+	d := newDatabase(t, true)
+	ctx := testCtx(t)
+	if v := serverVersion(t, d); v < replication.OriginVersion {
+		t.Skipf("the guard is installed from PostgreSQL 16 (server is %d)", v)
+	}
+	role := fmt.Sprintf("guard_owner_%d", time.Now().UnixNano())
+	d.exec(t, `CREATE ROLE `+role)
+	t.Cleanup(func() {
+		_, _ = d.pool.Exec(context.Background(), `ALTER FUNCTION bus.outbox_refuse_replication_origin() OWNER TO CURRENT_USER`)
+		_, _ = d.pool.Exec(context.Background(), `DROP ROLE `+role)
+	})
+	d.exec(t, `GRANT USAGE ON SCHEMA bus TO `+role)
+	d.exec(t, `ALTER FUNCTION bus.outbox_refuse_replication_origin() OWNER TO `+role)
+	if _, err := d.pool.Exec(ctx, `INSERT INTO bus.outbox (subject, payload) VALUES ('orders.created', 'x')`); err == nil {
+		t.Fatal("insert passed a guard whose owner may not call the origin test: the test is broken")
+	}
+	conn := connectPgx(t, d.url)
+	if _, err := migrations.Apply(ctx, conn); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	d.exec(t, `INSERT INTO bus.outbox (subject, payload) VALUES ('orders.created', 'x')`)
+
+	if _, err := replication.OriginGuard(ctx, d.pool); err != nil {
+		t.Fatal(err)
+	}
+	d.exec(t, `CREATE TABLE bus.outbox_child () INHERITS (bus.outbox)`)
+	if _, err := replication.OriginGuard(ctx, d.pool); !errors.Is(err, replication.ErrUnguarded) || !strings.Contains(err.Error(), "inheritors") {
+		t.Fatalf("origin guard with an inheritor: %v, want ErrUnguarded", err)
+	}
 }

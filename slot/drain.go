@@ -29,6 +29,9 @@ func (s *Session) Drain(ctx context.Context, timeout time.Duration) error {
 	if err == nil {
 		err = s.awaitFlushed(dctx)
 	}
+	if err == nil {
+		err = s.awaitGuarded(dctx)
+	}
 	if err != nil && dctx.Err() == nil {
 		return err
 	}
@@ -88,6 +91,25 @@ func (s *Session) awaitFlushed(ctx context.Context) error {
 			}
 		case f.WALStart != 0:
 			s.pos.Flushed(f.WALStart)
+		}
+	}
+	return nil
+}
+
+// awaitGuarded waits, in a session that filters by origin, until the
+// outbox's guard is proven past the position (Guarded), keeping the
+// walsender informed.
+func (s *Session) awaitGuarded(ctx context.Context) error {
+	for s.pos.Held() {
+		if err := s.tend(ctx, false); err != nil {
+			return err
+		}
+		t := time.NewTimer(flushProbe)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
 		}
 	}
 	return nil

@@ -35,6 +35,11 @@ type position struct {
 	flushed     pglogrepl.LSN
 	written     pglogrepl.LSN // WAL end of the term's flips so far
 	gates       []gate        // in flip order; at and needs both increase
+	// ceiling bounds what Load returns once capped: a stream that drops
+	// changes made under a replication origin may confirm only WAL that
+	// the outbox's guard is proven to have covered (Session.Guarded).
+	ceiling pglogrepl.LSN
+	capped  bool
 }
 
 // gate makes at confirmable once WAL is flushed to needs.
@@ -44,7 +49,27 @@ type gate struct{ at, needs pglogrepl.LSN }
 func (p *position) Load() pglogrepl.LSN {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.capped {
+		return min(p.confirmable, p.ceiling)
+	}
 	return p.confirmable
+}
+
+// Cap bounds the position by lsn from now on, or raises the bound to lsn.
+// Both only move forward, and so does Load.
+func (p *position) Cap(lsn pglogrepl.LSN) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.capped = true
+	p.ceiling = max(p.ceiling, lsn)
+}
+
+// Held reports whether the cap holds back a position that would otherwise
+// be confirmable.
+func (p *position) Held() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.capped && p.confirmable > p.ceiling
 }
 
 // Resume sets where the term starts: the slot's confirmed position, or a new

@@ -114,3 +114,24 @@ func TestPositionResumeNeverMovesBack(t *testing.T) {
 		t.Fatalf("position %s, want 100", got)
 	}
 }
+
+// A stream that filters by origin confirms only as far as the outbox's
+// guard is proven: the cap holds the position back until raised.
+func TestPositionCap(t *testing.T) {
+	var p position
+	p.Resume(100)
+	p.Cap(100)
+	p.Flipped(300)
+	if got, held := p.Load(), p.Held(); got != 100 || !held {
+		t.Fatalf("position %s, held %v under a cap at 100; want 100, true", got, held)
+	}
+	p.Cap(50) // a cap never moves back
+	p.Cap(250)
+	if got := p.Load(); got != 250 {
+		t.Fatalf("position %s under a cap at 250, want 250", got)
+	}
+	p.Cap(1000)
+	if got, held := p.Load(), p.Held(); got != 300 || held {
+		t.Fatalf("position %s, held %v under a cap at 1000; want 300, false", got, held)
+	}
+}

@@ -94,12 +94,23 @@ func (s *Session) Ack(done, walEnd pglogrepl.LSN) {
 // Confirmed is the position this term confirms (or is about to) to the slot.
 func (s *Session) Confirmed() pglogrepl.LSN { return s.pos.Load() }
 
+// Guarded records that every outbox insert committed up to lsn went through
+// the guard that refuses inserts made under a replication origin. A session
+// started with origin "none" confirms no further than that: the stream
+// drops such inserts, so a position past an unguarded stretch could skip
+// an event for good, while a term that ends short of it leaves the stretch
+// to the next, unfiltered term.
+func (s *Session) Guarded(lsn pglogrepl.LSN) { s.pos.Cap(lsn) }
+
 // Start resumes the position from the slot's (or a new slot's consistent
 // point) and starts streaming from it. origin is pgoutput's origin option:
 // "none" drops every change made under a replication origin, the relay's
 // own flips included, before the walsender decodes it; "" streams them all.
 func (s *Session) Start(ctx context.Context, from pglogrepl.LSN, origin string) error {
 	s.pos.Resume(from)
+	if origin != "" {
+		s.pos.Cap(from)
+	}
 	binary := s.conn.SupportsMessages()
 	if err := s.conn.Start(ctx, s.cfg.Name, from, replication.StartOptions{
 		Publication: s.cfg.Publication, Binary: binary, Messages: binary, Origin: origin,

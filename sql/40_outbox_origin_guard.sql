@@ -16,18 +16,23 @@
 -- published, which the relay streams too.
 --
 -- The function is SECURITY DEFINER because pg_replication_origin_session_is_setup()
--- is not executable by PUBLIC: it runs with its owner's (the migrating
--- role's) privileges, and is only installed when that role may execute it.
--- Without it the relay streams unfiltered (and says so); run `cdcrelay
--- migrate` again after the GRANT to install it.
+-- is not executable by PUBLIC: it runs with its owner's privileges, and the
+-- trigger is only installed when that role may execute it (migrate makes
+-- itself the owner when it may and the owner may not). Without the trigger
+-- the relay streams unfiltered (and says so); run `cdcrelay migrate` again
+-- after the GRANT to install it. It is installed on PostgreSQL 16 and later
+-- only, and not while a subscription writes the outbox.
+--
+-- The trigger checks the origin when the row is inserted. A transaction
+-- that sets up an origin after its inserts, or a COMMIT PREPARED run from a
+-- session with an origin, commits under that origin all the same: the
+-- README says not to.
 --
 -- This file leaves a trigger an operator disabled alone; the relay then
 -- streams unfiltered. A trigger that is enabled but not the one recorded
 -- (dropped and recreated, or disabled and enabled again) is recorded anew,
--- after waiting for every insert in flight (CREATE TRIGGER and LOCK TABLE
--- take SHARE ROW EXCLUSIVE, which waits for writers and holds new ones
--- until this transaction commits), so that every insert committing after
--- the recorded position went through the trigger.
+-- after waiting for every insert in flight, so that every insert committing
+-- after the recorded position went through the trigger.
 CREATE TABLE IF NOT EXISTS bus.outbox_origin_guard (
   one           boolean PRIMARY KEY DEFAULT true CHECK (one),
   guarded_since pg_lsn NOT NULL,
@@ -55,36 +60,80 @@ COMMENT ON FUNCTION bus.outbox_refuse_replication_origin() IS
 
 DO $guard$
 DECLARE
+  fn constant regprocedure := 'bus.outbox_refuse_replication_origin()'::regprocedure;
+  is_setup constant text := 'pg_catalog.pg_replication_origin_session_is_setup()';
+  owner regrole;
   state "char";
   recorded xid;
   current xid;
+  old_timeout text;
 BEGIN
-  IF NOT has_function_privilege('pg_catalog.pg_replication_origin_session_is_setup()', 'EXECUTE') THEN
-    RAISE NOTICE 'bus.outbox has no origin guard: role % may not execute pg_replication_origin_session_is_setup(), so cdcrelay streams unfiltered (its walsender decodes every flip)', current_user
-      USING HINT = format('GRANT EXECUTE ON FUNCTION pg_replication_origin_session_is_setup() TO %I, then run cdcrelay migrate again.', current_user);
-    RETURN;
+  -- The function runs as its owner, which CREATE OR REPLACE keeps: that
+  -- role must be able to call the origin test, or every insert fails.
+  SELECT p.proowner::regrole INTO owner FROM pg_proc p WHERE p.oid = fn;
+  IF NOT has_function_privilege(owner, is_setup, 'EXECUTE') AND has_function_privilege(is_setup, 'EXECUTE') THEN
+    BEGIN
+      EXECUTE format('ALTER FUNCTION %s OWNER TO %I', fn, current_user);
+      owner := current_user::regrole;
+    EXCEPTION WHEN insufficient_privilege THEN
+      NULL; -- reported below
+    END;
   END IF;
-
   SELECT t.tgenabled, t.xmin INTO state, current
     FROM pg_trigger t
    WHERE t.tgrelid = 'bus.outbox'::regclass AND t.tgname = 'outbox_insert_outside_replication_origin';
-  IF NOT FOUND THEN
-    CREATE TRIGGER outbox_insert_outside_replication_origin BEFORE INSERT ON bus.outbox
-      FOR EACH ROW EXECUTE FUNCTION bus.outbox_refuse_replication_origin();
-    ALTER TABLE bus.outbox ENABLE ALWAYS TRIGGER outbox_insert_outside_replication_origin;
-  ELSIF state <> 'A' THEN
-    RAISE NOTICE 'trigger outbox_insert_outside_replication_origin on bus.outbox is not ENABLE ALWAYS, so cdcrelay streams unfiltered (its walsender decodes every flip)'
-      USING HINT = 'ALTER TABLE bus.outbox ENABLE ALWAYS TRIGGER outbox_insert_outside_replication_origin, then run cdcrelay migrate again.';
+  IF NOT has_function_privilege(owner, is_setup, 'EXECUTE') THEN
+    IF state IS NOT NULL AND state <> 'D' THEN
+      RAISE EXCEPTION 'every insert into bus.outbox fails: the owner of %, role %, may not execute %', fn, owner, is_setup
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = format('GRANT EXECUTE ON FUNCTION %s TO %s, or run cdcrelay migrate as a role that may execute it.', is_setup, owner);
+    END IF;
+    RAISE NOTICE 'bus.outbox has no origin guard: role % may not execute %, so cdcrelay streams unfiltered (its walsender decodes every flip)', owner, is_setup
+      USING HINT = format('GRANT EXECUTE ON FUNCTION %s TO %s, then run cdcrelay migrate again.', is_setup, owner);
     RETURN;
+  END IF;
+
+  IF state IS NULL THEN
+    -- Only where pgoutput can filter (16+), and not where a subscription
+    -- writes the outbox (a database upgraded by logical replication): its
+    -- apply worker inserts under an origin, and the guard would stop it.
+    IF current_setting('server_version_num')::int < 160000 THEN
+      RETURN;
+    END IF;
+    IF EXISTS (SELECT FROM pg_subscription_rel WHERE srrelid = 'bus.outbox'::regclass) THEN
+      RAISE NOTICE 'bus.outbox has no origin guard: a subscription writes it; run cdcrelay migrate again once it is dropped';
+      RETURN;
+    END IF;
+  ELSIF state <> 'A' THEN
+    RETURN; -- an operator's choice; Inspect warns
   ELSE
     SELECT g.trigger_xmin INTO recorded FROM bus.outbox_origin_guard g;
     IF recorded = current THEN
       RETURN;
     END IF;
-    LOCK TABLE bus.outbox IN SHARE ROW EXCLUSIVE MODE;
   END IF;
 
-  -- Read after the lock: every insert that did not go through the trigger
+  -- CREATE TRIGGER and LOCK TABLE take SHARE ROW EXCLUSIVE, which waits for
+  -- the writers in flight and holds new ones until this transaction ends:
+  -- not for longer than 5 s.
+  old_timeout := current_setting('lock_timeout');
+  PERFORM set_config('lock_timeout', '5s', true);
+  BEGIN
+    IF state IS NULL THEN
+      CREATE TRIGGER outbox_insert_outside_replication_origin BEFORE INSERT ON bus.outbox
+        FOR EACH ROW EXECUTE FUNCTION bus.outbox_refuse_replication_origin();
+      ALTER TABLE bus.outbox ENABLE ALWAYS TRIGGER outbox_insert_outside_replication_origin;
+    ELSE
+      LOCK TABLE bus.outbox IN SHARE ROW EXCLUSIVE MODE;
+    END IF;
+  EXCEPTION WHEN lock_not_available THEN
+    PERFORM set_config('lock_timeout', old_timeout, true);
+    RAISE NOTICE 'bus.outbox''s origin guard not installed: writers held the table for 5 s; run cdcrelay migrate again';
+    RETURN;
+  END;
+  PERFORM set_config('lock_timeout', old_timeout, true);
+
+  -- Read under the lock: every insert that did not go through the trigger
   -- has committed below this position.
   INSERT INTO bus.outbox_origin_guard (guarded_since, trigger_xmin)
   SELECT pg_current_wal_insert_lsn(), t.xmin

@@ -83,9 +83,9 @@ VALUES ('orders.old', '\x00', now() - interval '30 days', true, now() - interval
 	if err := h.Pool.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&version); err != nil {
 		t.Fatal(err)
 	}
-	filter := "cdcrelay_origin_filter 0"
+	filter := "\ncdcrelay_origin_filter 0\n"
 	if version >= replication.OriginVersion {
-		filter = "cdcrelay_origin_filter 1"
+		filter = "\ncdcrelay_origin_filter 1\n"
 	}
 	testenv.Eventually(t, time.Minute, func() error {
 		m := scrapeText(t, addr)
