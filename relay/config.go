@@ -53,7 +53,9 @@ type Config struct {
 
 	// WhileLeading are tasks run during every leadership term (e.g.
 	// retention pruning), with the term's context and the runner of the lock
-	// connection. A task returns nil when its context ends; an error ends
+	// connection. On PostgreSQL 16+ that connection may carry the flip's
+	// replication origin: what a task writes through it is not decoded, and
+	// it must not insert outbox rows (the guard refuses them). A task returns nil when its context ends; an error ends
 	// the term.
 	WhileLeading []func(ctx context.Context, run election.Runner) error
 

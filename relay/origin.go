@@ -24,11 +24,15 @@ import (
 const originTakeover = 2 * time.Second
 
 const (
-	// guardWatch is how often a filtering term proves that the outbox
-	// still refuses inserts made under a replication origin; the term
+	// guardWatch is how often, at the least, a filtering term proves that
+	// the outbox still refuses inserts made under a replication origin; it
 	// confirms no further than its last proof.
 	guardWatch = time.Second
-	// guardCheckTimeout bounds one proof's queries.
+	// guardSpacing is the least time between two proofs: a position held
+	// back by the last proof asks for the next one at once, but a busy
+	// stream, always held back, proves at most this often.
+	guardSpacing = 50 * time.Millisecond
+	// guardCheckTimeout bounds one proof.
 	guardCheckTimeout = 5 * time.Second
 	// guardUnproven ends a filtering term whose proofs kept failing: its
 	// position has stood still meanwhile.
@@ -129,16 +133,17 @@ func (r *Relay) unfiltered(reason error) {
 }
 
 // proveGuard keeps a filtering term's position within what the outbox's
-// guard is proven to have covered: every guardWatch it reads the WAL
-// insert position, then checks that the guard is still the one recorded at
-// since, and lets sess confirm up to that position. When the guard changed
-// it ends the term (returns an error): the position stands before the
-// change, and the next term decodes everything after it, inserts made
-// under an origin included. Proofs that keep failing for guardUnproven end
-// the term too; it returns nil when ctx ends.
+// guard is proven to have covered: it reads the WAL insert position, then
+// checks that the guard is still the one recorded at since, and lets sess
+// confirm up to that position; again whenever the position is held back
+// (at most every guardSpacing) and at least every guardWatch. When the
+// guard changed it ends the term (returns an error): the position stands
+// before the change, and the next term decodes everything after it,
+// inserts made under an origin included. Proofs that keep failing for
+// guardUnproven end the term too; it returns nil when ctx ends.
 func (r *Relay) proveGuard(ctx context.Context, since pglogrepl.LSN, sess *slot.Session) error {
-	t := time.NewTicker(guardWatch)
-	defer t.Stop()
+	watch := time.NewTicker(guardWatch)
+	defer watch.Stop()
 	proven := time.Now()
 	for {
 		err := r.proveOnce(ctx, since, sess)
@@ -154,34 +159,39 @@ func (r *Relay) proveGuard(ctx context.Context, since pglogrepl.LSN, sess *slot.
 		default:
 			r.log.Warn().Err(err).Msg("check the outbox's origin guard; the confirmed position waits for it")
 		}
+		spacing := time.NewTimer(guardSpacing)
 		select {
-		case <-t.C:
+		case <-spacing.C:
+		case <-ctx.Done():
+			spacing.Stop()
+			return nil
+		}
+		select {
+		case <-watch.C:
+		case <-sess.Held():
 		case <-ctx.Done():
 			return nil
 		}
 	}
 }
 
+// proveOnce runs one proof on one pooled connection (both statements must
+// reach the same server, in that order).
 func (r *Relay) proveOnce(ctx context.Context, since pglogrepl.LSN, sess *slot.Session) error {
 	ctx, cancel := context.WithTimeout(ctx, guardCheckTimeout)
 	defer cancel()
-	var at string
-	if err := r.pool.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&at); err != nil {
-		return fmt.Errorf("read the WAL insert position: %w", err)
-	}
-	lsn, err := pglogrepl.ParseLSN(at)
+	conn, err := r.pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("read the WAL insert position: %w", err)
+		return fmt.Errorf("prove the outbox's origin guard: %w", err)
 	}
-	// Read before the check: every insert that committed below lsn ran
-	// while the trigger that the check finds unchanged since was in place.
-	now, err := replication.OriginGuard(ctx, r.pool)
+	defer conn.Release()
+	at, now, err := replication.ProveGuard(ctx, conn.Conn())
 	if err != nil {
 		return err
 	}
 	if now != since {
 		return fmt.Errorf("%w: recorded again at %s since the term started (at %s)", replication.ErrUnguarded, now, since)
 	}
-	sess.Guarded(lsn)
+	sess.Guarded(at)
 	return nil
 }

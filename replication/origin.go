@@ -74,38 +74,72 @@ var ErrUnguarded = errors.New("bus.outbox does not refuse inserts made under a r
 // by origin. It returns ErrUnguarded (wrapped, with the reason) when there
 // is no such position.
 func OriginGuard(ctx context.Context, q Querier) (pglogrepl.LSN, error) {
+	var table bool
+	if err := q.QueryRow(ctx, `SELECT to_regclass('bus.outbox_origin_guard') IS NOT NULL`).Scan(&table); err != nil {
+		return 0, fmt.Errorf("read the outbox's origin guard: %w", err)
+	}
+	if !table {
+		return 0, fmt.Errorf("%w: table bus.outbox_origin_guard does not exist (cdcrelay migrate has not run since the upgrade)", ErrUnguarded)
+	}
+	return scanGuard(q.QueryRow(ctx, guardQuery, GuardTrigger))
+}
+
+// ProveGuard reads the WAL insert position, then checks the guard, in two
+// statements of one round trip on conn (each statement reads the catalogs
+// anew): when the guard still holds since the returned position since,
+// every outbox insert committed below at went through it.
+func ProveGuard(ctx context.Context, conn *pgx.Conn) (at, since pglogrepl.LSN, err error) {
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_current_wal_insert_lsn()::text`)
+	b.Queue(guardQuery, GuardTrigger)
+	res := conn.SendBatch(ctx, b)
+	defer func() {
+		if cerr := res.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("prove the outbox's origin guard: %w", cerr)
+		}
+	}()
+	var text string
+	if err := res.QueryRow().Scan(&text); err != nil {
+		return 0, 0, fmt.Errorf("read the WAL insert position: %w", err)
+	}
+	if at, err = pglogrepl.ParseLSN(text); err != nil {
+		return 0, 0, fmt.Errorf("read the WAL insert position: %w", err)
+	}
+	since, err = scanGuard(res.QueryRow())
+	return at, since, err
+}
+
+// guardQuery reads the guard: the recorded position, when the trigger and
+// its function are the versions recorded and the trigger is ENABLE ALWAYS,
+// and what else is needed to say why not.
+const guardQuery = `
+SELECT (SELECT tgenabled::text FROM pg_trigger WHERE tgrelid = 'bus.outbox'::regclass AND tgname = $1),
+       EXISTS (SELECT FROM pg_inherits WHERE inhparent = 'bus.outbox'::regclass),
+       (SELECT g.guarded_since::text
+          FROM bus.outbox_origin_guard g
+          JOIN pg_trigger t ON t.xmin = g.trigger_xmin
+          JOIN pg_proc p ON p.oid = t.tgfoid AND p.xmin = g.function_xmin
+         WHERE t.tgrelid = 'bus.outbox'::regclass AND t.tgname = $1 AND t.tgenabled = 'A'
+           AND p.oid = to_regprocedure('bus.outbox_refuse_replication_origin()'))`
+
+func scanGuard(row pgx.Row) (pglogrepl.LSN, error) {
 	var (
-		table, children bool
-		enabled, since  *string
+		enabled, since *string
+		children       bool
 	)
-	err := q.QueryRow(ctx, `
-SELECT to_regclass('bus.outbox_origin_guard') IS NOT NULL,
-       (SELECT tgenabled::text FROM pg_trigger WHERE tgrelid = 'bus.outbox'::regclass AND tgname = $1),
-       EXISTS (SELECT FROM pg_inherits WHERE inhparent = 'bus.outbox'::regclass)`,
-		GuardTrigger).Scan(&table, &enabled, &children)
-	if err != nil {
+	if err := row.Scan(&enabled, &children, &since); err != nil {
 		return 0, fmt.Errorf("read the outbox's origin guard: %w", err)
 	}
 	switch {
 	case children:
 		// The publication covers them, and their triggers are their own.
 		return 0, fmt.Errorf("%w: bus.outbox has partitions or inheritors, which the guard does not cover", ErrUnguarded)
-	case !table:
-		return 0, fmt.Errorf("%w: table bus.outbox_origin_guard does not exist (cdcrelay migrate has not run since the upgrade)", ErrUnguarded)
 	case enabled == nil:
 		return 0, fmt.Errorf("%w: trigger %s does not exist (cdcrelay migrate installs it on PostgreSQL 16+ and says why when it cannot)", ErrUnguarded, GuardTrigger)
 	case *enabled != "A":
 		return 0, fmt.Errorf("%w: trigger %s is not ENABLE ALWAYS", ErrUnguarded, GuardTrigger)
-	}
-	err = q.QueryRow(ctx, `
-SELECT g.guarded_since::text
-FROM bus.outbox_origin_guard g JOIN pg_trigger t ON t.xmin = g.trigger_xmin
-WHERE t.tgrelid = 'bus.outbox'::regclass AND t.tgname = $1 AND t.tgenabled = 'A'`, GuardTrigger).Scan(&since)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("%w: trigger %s changed since cdcrelay migrate recorded it", ErrUnguarded, GuardTrigger)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read the outbox's origin guard: %w", err)
+	case since == nil:
+		return 0, fmt.Errorf("%w: trigger %s or its function changed since cdcrelay migrate recorded them", ErrUnguarded, GuardTrigger)
 	}
 	lsn, err := pglogrepl.ParseLSN(*since)
 	if err != nil {

@@ -241,6 +241,19 @@ func TestOriginGuard(t *testing.T) {
 	if err != nil || later <= since {
 		t.Fatalf("migrated after the trigger was enabled again: origin guard %v, %v; want a position after %v", later, err, since)
 	}
+
+	// A function that no longer refuses anything is no guard either; migrate
+	// puts the real one back and records it anew.
+	d.exec(t, `CREATE OR REPLACE FUNCTION bus.outbox_refuse_replication_origin() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS 'BEGIN RETURN NEW; END'`)
+	unguarded("function replaced")
+	migrate()
+	if again, err := replication.OriginGuard(ctx, d.pool); err != nil || again <= later {
+		t.Fatalf("migrated after the function was replaced: origin guard %v, %v; want a position after %v", again, err, later)
+	}
+	if _, err := tagged.Exec(ctx, `INSERT INTO bus.outbox (subject, payload) VALUES ('orders.created', 'tagged')`); err == nil {
+		t.Fatal("an insert under an origin passed the guard migrate put back")
+	}
+
 	d.exec(t, `DROP TRIGGER `+replication.GuardTrigger+` ON bus.outbox`)
 	unguarded("trigger dropped")
 }
@@ -255,9 +268,9 @@ func serverVersion(t *testing.T, d database) int {
 }
 
 // The guard's function runs as its owner, so migrate makes sure its owner
-// may call the origin test: one that may not (here: an owner that lost the
-// grant's effect by being another role) would make every insert fail.
-// Migrate takes the function over; and an outbox with partitions or
+// may call the origin test: one that may not (here: another role, without
+// the grant) would make every insert fail. A superuser's migrate grants it,
+// and leaves the function its owner. An outbox with partitions or
 // inheritors, whose own triggers the guard does not cover, is unguarded.
 func TestOriginGuardOwnerAndChildren(t *testing.T) {
 	d := newDatabase(t, true)
@@ -281,6 +294,10 @@ func TestOriginGuardOwnerAndChildren(t *testing.T) {
 		t.Fatalf("migrate: %v", err)
 	}
 	d.exec(t, `INSERT INTO bus.outbox (subject, payload) VALUES ('orders.created', 'x')`)
+	var owner string
+	if err := d.pool.QueryRow(ctx, `SELECT proowner::regrole::text FROM pg_proc WHERE oid = 'bus.outbox_refuse_replication_origin()'::regprocedure`).Scan(&owner); err != nil || owner != role {
+		t.Fatalf("the function's owner after migrate: %q (%v), want %q still", owner, err, role)
+	}
 
 	if _, err := replication.OriginGuard(ctx, d.pool); err != nil {
 		t.Fatal(err)

@@ -40,6 +40,9 @@ type position struct {
 	// the outbox's guard is proven to have covered (Session.Guarded).
 	ceiling pglogrepl.LSN
 	capped  bool
+	// held, when set, hears (without blocking) each time the cap holds the
+	// position back afresh, so that the guard is proven again promptly.
+	held chan struct{}
 }
 
 // gate makes at confirmable once WAL is flushed to needs.
@@ -148,4 +151,15 @@ func (p *position) flushedTo(lsn pglogrepl.LSN) {
 	}
 }
 
-func (p *position) advance(lsn pglogrepl.LSN) { p.confirmable = max(p.confirmable, lsn) }
+func (p *position) advance(lsn pglogrepl.LSN) {
+	if lsn <= p.confirmable {
+		return
+	}
+	p.confirmable = lsn
+	if p.capped && lsn > p.ceiling && p.held != nil {
+		select {
+		case p.held <- struct{}{}:
+		default:
+		}
+	}
+}

@@ -135,3 +135,24 @@ func TestPositionCap(t *testing.T) {
 		t.Fatalf("position %s, held %v under a cap at 1000; want 300, false", got, held)
 	}
 }
+
+// A position that moves past the cap says so, once per move, without
+// blocking.
+func TestPositionCapSignalsHeld(t *testing.T) {
+	p := position{held: make(chan struct{}, 1)}
+	p.Resume(100)
+	p.Flipped(200) // not capped: no signal
+	select {
+	case <-p.held:
+		t.Fatal("held signalled without a cap")
+	default:
+	}
+	p.Cap(200)
+	p.Flipped(300)
+	p.Flipped(400) // the signal is pending already: does not block
+	select {
+	case <-p.held:
+	default:
+		t.Fatal("no held signal for a position past the cap")
+	}
+}

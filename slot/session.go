@@ -72,12 +72,14 @@ type Session struct {
 // New prepares a session on conn for one term. Acks may come in at once (a
 // backfill flips before streaming starts); nothing is confirmed before Start.
 func New(conn *replication.Conn, sink Sink, cfg Config) *Session {
-	return &Session{
+	s := &Session{
 		conn: conn,
 		sink: sink,
 		cfg:  cfg,
 		dec:  decode.New(decode.Table{Schema: "bus", Name: "outbox"}),
 	}
+	s.pos.held = make(chan struct{}, 1)
+	return s
 }
 
 // Ack records a flip: every transaction up to done is acked and flipped (0
@@ -101,6 +103,10 @@ func (s *Session) Confirmed() pglogrepl.LSN { return s.pos.Load() }
 // an event for good, while a term that ends short of it leaves the stretch
 // to the next, unfiltered term.
 func (s *Session) Guarded(lsn pglogrepl.LSN) { s.pos.Cap(lsn) }
+
+// Held receives when the guard's cap holds back a position that is
+// confirmable otherwise: time to prove the guard again (Guarded).
+func (s *Session) Held() <-chan struct{} { return s.pos.held }
 
 // Start resumes the position from the slot's (or a new slot's consistent
 // point) and starts streaming from it. origin is pgoutput's origin option:

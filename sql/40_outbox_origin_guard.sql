@@ -17,11 +17,15 @@
 --
 -- The function is SECURITY DEFINER because pg_replication_origin_session_is_setup()
 -- is not executable by PUBLIC: it runs with its owner's privileges, and the
--- trigger is only installed when that role may execute it (migrate makes
--- itself the owner when it may and the owner may not). Without the trigger
--- the relay streams unfiltered (and says so); run `cdcrelay migrate` again
--- after the GRANT to install it. It is installed on PostgreSQL 16 and later
--- only, and not while a subscription writes the outbox.
+-- trigger is only installed when that role may execute it (a migrating
+-- superuser grants it). Without the trigger the relay streams unfiltered
+-- (and says so); run `cdcrelay migrate` again after the GRANT to install it.
+-- It is installed on PostgreSQL 16 and later only, and not while a
+-- subscription writes the outbox. The function is replaced only when its
+-- text differs, so that its row version, recorded beside the trigger's,
+-- changes only when someone replaces it. No SET search_path: that would
+-- cost a settings save and restore on every insert, and the body names
+-- only pg_catalog's function, schema-qualified.
 --
 -- The trigger checks the origin when the row is inserted. A transaction
 -- that sets up an origin after its inserts, or a COMMIT PREPARED run from a
@@ -33,17 +37,26 @@
 -- (dropped and recreated, or disabled and enabled again) is recorded anew,
 -- after waiting for every insert in flight, so that every insert committing
 -- after the recorded position went through the trigger.
-CREATE TABLE IF NOT EXISTS bus.outbox_origin_guard (
-  one           boolean PRIMARY KEY DEFAULT true CHECK (one),
-  guarded_since pg_lsn NOT NULL,
-  trigger_xmin  xid NOT NULL
-);
+DO $table$
+BEGIN
+  IF to_regclass('bus.outbox_origin_guard') IS NULL THEN
+    CREATE TABLE bus.outbox_origin_guard (
+      one           boolean PRIMARY KEY DEFAULT true CHECK (one),
+      guarded_since pg_lsn NOT NULL,
+      trigger_xmin  xid NOT NULL,
+      function_xmin xid NOT NULL
+    );
+    COMMENT ON TABLE bus.outbox_origin_guard IS
+      'Since which WAL position bus.outbox has refused inserts made under a replication origin (cdcrelay''s origin filter); written by cdcrelay migrate.';
+  END IF;
+END
+$table$;
 
-COMMENT ON TABLE bus.outbox_origin_guard IS
-  'Since which WAL position bus.outbox has refused inserts made under a replication origin (cdcrelay''s origin filter); written by cdcrelay migrate.';
-
-CREATE OR REPLACE FUNCTION bus.outbox_refuse_replication_origin() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER AS $fn$
+DO $guard$
+DECLARE
+  fn constant text := 'bus.outbox_refuse_replication_origin()';
+  is_setup constant text := 'pg_catalog.pg_replication_origin_session_is_setup()';
+  body constant text := $body$
 BEGIN
   IF pg_catalog.pg_replication_origin_session_is_setup() THEN
     RAISE EXCEPTION 'bus.outbox refuses rows written under a replication origin'
@@ -53,40 +66,43 @@ BEGIN
   END IF;
   RETURN NEW;
 END
-$fn$;
-
-COMMENT ON FUNCTION bus.outbox_refuse_replication_origin() IS
-  'Refuses bus.outbox inserts made under a replication origin, which cdcrelay''s origin filter would drop.';
-
-DO $guard$
-DECLARE
-  fn constant regprocedure := 'bus.outbox_refuse_replication_origin()'::regprocedure;
-  is_setup constant text := 'pg_catalog.pg_replication_origin_session_is_setup()';
+$body$;
   owner regrole;
   state "char";
-  recorded xid;
-  current xid;
+  recorded_trigger xid;
+  recorded_function xid;
+  trigger_now xid;
+  function_now xid;
   old_timeout text;
 BEGIN
-  -- The function runs as its owner, which CREATE OR REPLACE keeps: that
-  -- role must be able to call the origin test, or every insert fails.
-  SELECT p.proowner::regrole INTO owner FROM pg_proc p WHERE p.oid = fn;
-  IF NOT has_function_privilege(owner, is_setup, 'EXECUTE') AND has_function_privilege(is_setup, 'EXECUTE') THEN
+  IF current_setting('server_version_num')::int < 160000 THEN
+    RETURN; -- pgoutput cannot filter before 16: nothing to guard
+  END IF;
+  IF to_regprocedure(fn) IS NULL OR NOT EXISTS (
+      SELECT FROM pg_proc WHERE oid = to_regprocedure(fn) AND prosrc = body AND prosecdef) THEN
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS %L', fn, body);
+    EXECUTE format('COMMENT ON FUNCTION %s IS %L', fn,
+      'Refuses bus.outbox inserts made under a replication origin, which cdcrelay''s origin filter would drop.');
+  END IF;
+
+  -- The function runs as its owner: that role must be able to call the
+  -- origin test, or every insert fails. A superuser grants it.
+  SELECT p.proowner::regrole, p.xmin INTO owner, function_now FROM pg_proc p WHERE p.oid = to_regprocedure(fn);
+  IF NOT has_function_privilege(owner, is_setup, 'EXECUTE') THEN
     BEGIN
-      EXECUTE format('ALTER FUNCTION %s OWNER TO %I', fn, current_user);
-      owner := current_user::regrole;
+      EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', is_setup, owner);
     EXCEPTION WHEN insufficient_privilege THEN
       NULL; -- reported below
     END;
   END IF;
-  SELECT t.tgenabled, t.xmin INTO state, current
+  SELECT t.tgenabled, t.xmin INTO state, trigger_now
     FROM pg_trigger t
    WHERE t.tgrelid = 'bus.outbox'::regclass AND t.tgname = 'outbox_insert_outside_replication_origin';
   IF NOT has_function_privilege(owner, is_setup, 'EXECUTE') THEN
     IF state IS NOT NULL AND state <> 'D' THEN
       RAISE EXCEPTION 'every insert into bus.outbox fails: the owner of %, role %, may not execute %', fn, owner, is_setup
         USING ERRCODE = 'insufficient_privilege',
-              HINT = format('GRANT EXECUTE ON FUNCTION %s TO %s, or run cdcrelay migrate as a role that may execute it.', is_setup, owner);
+              HINT = format('GRANT EXECUTE ON FUNCTION %s TO %s (or run cdcrelay migrate as a superuser, which does).', is_setup, owner);
     END IF;
     RAISE NOTICE 'bus.outbox has no origin guard: role % may not execute %, so cdcrelay streams unfiltered (its walsender decodes every flip)', owner, is_setup
       USING HINT = format('GRANT EXECUTE ON FUNCTION %s TO %s, then run cdcrelay migrate again.', is_setup, owner);
@@ -94,12 +110,8 @@ BEGIN
   END IF;
 
   IF state IS NULL THEN
-    -- Only where pgoutput can filter (16+), and not where a subscription
-    -- writes the outbox (a database upgraded by logical replication): its
-    -- apply worker inserts under an origin, and the guard would stop it.
-    IF current_setting('server_version_num')::int < 160000 THEN
-      RETURN;
-    END IF;
+    -- Not where a subscription writes the outbox (a database upgraded by
+    -- logical replication): its apply worker inserts under an origin.
     IF EXISTS (SELECT FROM pg_subscription_rel WHERE srrelid = 'bus.outbox'::regclass) THEN
       RAISE NOTICE 'bus.outbox has no origin guard: a subscription writes it; run cdcrelay migrate again once it is dropped';
       RETURN;
@@ -107,8 +119,8 @@ BEGIN
   ELSIF state <> 'A' THEN
     RETURN; -- an operator's choice; Inspect warns
   ELSE
-    SELECT g.trigger_xmin INTO recorded FROM bus.outbox_origin_guard g;
-    IF recorded = current THEN
+    SELECT g.trigger_xmin, g.function_xmin INTO recorded_trigger, recorded_function FROM bus.outbox_origin_guard g;
+    IF recorded_trigger = trigger_now AND recorded_function = function_now THEN
       RETURN;
     END IF;
   END IF;
@@ -134,11 +146,12 @@ BEGIN
   PERFORM set_config('lock_timeout', old_timeout, true);
 
   -- Read under the lock: every insert that did not go through the trigger
-  -- has committed below this position.
-  INSERT INTO bus.outbox_origin_guard (guarded_since, trigger_xmin)
-  SELECT pg_current_wal_insert_lsn(), t.xmin
-    FROM pg_trigger t
+  -- (and this function) has committed below this position.
+  INSERT INTO bus.outbox_origin_guard (guarded_since, trigger_xmin, function_xmin)
+  SELECT pg_current_wal_insert_lsn(), t.xmin, p.xmin
+    FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
    WHERE t.tgrelid = 'bus.outbox'::regclass AND t.tgname = 'outbox_insert_outside_replication_origin'
-  ON CONFLICT (one) DO UPDATE SET guarded_since = EXCLUDED.guarded_since, trigger_xmin = EXCLUDED.trigger_xmin;
+  ON CONFLICT (one) DO UPDATE
+    SET guarded_since = EXCLUDED.guarded_since, trigger_xmin = EXCLUDED.trigger_xmin, function_xmin = EXCLUDED.function_xmin;
 END
 $guard$;
