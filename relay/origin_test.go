@@ -138,20 +138,7 @@ func TestFilterFollowsTheOutboxGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFilter(t, h, r, false)
-	origin := fmt.Sprintf("test_apply_%d", rand.IntN(1<<30))
-	t.Cleanup(func() { // origins are the cluster's; this runs once apply is closed
-		testenv.Eventually(t, 30*time.Second, func() error {
-			return replication.DropOrigin(context.Background(), h.Pool, origin)
-		})
-	})
-	apply, err := pgx.Connect(ctx, h.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = apply.Close(context.Background()) })
-	if err := replication.SetupOrigin(ctx, apply, origin); err != nil {
-		t.Fatal(err)
-	}
+	apply := applySession(t, h)
 	for i := range 20 {
 		if _, err := outbox.Publish(ctx, apply, "w.2", relaytest.Payload(2, i+1)); err != nil {
 			t.Fatal(err)
@@ -239,20 +226,7 @@ func TestDisablingTheGuardLosesNothing(t *testing.T) {
 	relaytest.WriteN(t, h, 1, 20, &seq)
 	h.WaitAllDelivered(time.Minute)
 
-	origin := fmt.Sprintf("test_apply_%d", rand.IntN(1<<30))
-	t.Cleanup(func() {
-		testenv.Eventually(t, 30*time.Second, func() error {
-			return replication.DropOrigin(context.Background(), h.Pool, origin)
-		})
-	})
-	apply, err := pgx.Connect(ctx, h.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = apply.Close(context.Background()) })
-	if err := replication.SetupOrigin(ctx, apply, origin); err != nil {
-		t.Fatal(err)
-	}
+	apply := applySession(t, h)
 	if _, err := h.Pool.Exec(ctx, `ALTER TABLE bus.outbox DISABLE TRIGGER `+replication.GuardTrigger); err != nil {
 		t.Fatal(err)
 	}
@@ -278,4 +252,26 @@ func TestDisablingTheGuardLosesNothing(t *testing.T) {
 	if len(seen) != len(want) {
 		t.Errorf("stream has %d events, outbox %d", len(seen), len(want))
 	}
+}
+
+// applySession is a connection marked with a replication origin of its own,
+// as a logical replication apply worker's is.
+func applySession(t *testing.T, h *relaytest.Harness) *pgx.Conn {
+	t.Helper()
+	ctx := context.Background()
+	origin := fmt.Sprintf("test_apply_%d", rand.IntN(1<<30))
+	t.Cleanup(func() { // origins are the cluster's; this runs once apply is closed
+		testenv.Eventually(t, 30*time.Second, func() error {
+			return replication.DropOrigin(context.Background(), h.Pool, origin)
+		})
+	})
+	apply, err := pgx.Connect(ctx, h.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = apply.Close(context.Background()) })
+	if err := replication.SetupOrigin(ctx, apply, origin); err != nil {
+		t.Fatal(err)
+	}
+	return apply
 }
