@@ -122,7 +122,7 @@ func TestWalsenderSkipsTheRelaysOwnWrites(t *testing.T) {
 // walsender's origin filter would drop. When such an origin appears while
 
 // The filter holds only while the outbox refuses inserts made under an
-// origin. Disabling the guard trigger ends a filtering term within a watch,
+// origin. Disabling the guard trigger ends a filtering term at its next proof,
 // and the next streams unfiltered, so rows then written under an origin
 // arrive. Enabled again and recorded by migrate, the guard counts from a
 // position after the slot's: a relay started then streams unfiltered, and

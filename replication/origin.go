@@ -63,9 +63,10 @@ WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = ANY ($1) AND N
 }
 
 // ErrUnguarded says the outbox may take inserts made under a replication
-// origin: the guard trigger is missing, not ENABLE ALWAYS, or not the one
-// `cdcrelay migrate` recorded (it was dropped and recreated, or disabled
-// and enabled again, since).
+// origin: the guard trigger is missing or not ENABLE ALWAYS, the trigger or
+// its function is not the version `cdcrelay migrate` recorded (dropped and
+// recreated, disabled and enabled again, or replaced since), or the outbox
+// has partitions or inheritors.
 var ErrUnguarded = errors.New("bus.outbox does not refuse inserts made under a replication origin")
 
 // OriginGuard returns the WAL position from which on every committed

@@ -3,9 +3,10 @@
 -- drops every change made under an origin, the relay's own flips included.
 -- bus.outbox_origin_guard records from which WAL position on every committed
 -- insert went through the trigger: the relay filters only a stream that
--- starts at or after it, and only while the trigger is the one recorded there
--- (trigger_xmin changes whenever the trigger is dropped, recreated, disabled
--- or enabled).
+-- starts at or after it, and only while trigger and function are the ones
+-- recorded there (trigger_xmin changes whenever the trigger is dropped,
+-- recreated, disabled or enabled; function_xmin whenever the function is
+-- replaced).
 --
 -- The trigger is ENABLE ALWAYS, so it fires in logical replication apply
 -- workers too (they run with session_replication_role = replica), and row
