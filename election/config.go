@@ -1,8 +1,10 @@
 package election
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -80,7 +82,15 @@ type Config struct {
 	// Leader and in pg_stat_activity so operators can see who leads. Printable
 	// ASCII, at most 63 bytes; empty means "cdcrelay <hostname> pid <pid>".
 	Identity string
+
+	// WrapDial, if set, wraps the lock connection's dialer (the one that
+	// sets its keepalives); the relay makes that connection's reads and
+	// writes raw system calls with it, since its flips run there.
+	WrapDial func(DialFunc) DialFunc
 }
+
+// DialFunc opens a connection: pgconn.DialFunc, and net.Dialer.DialContext.
+type DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // timings are the durations derived from Config once, in New.
 type timings struct {

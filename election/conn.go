@@ -17,7 +17,7 @@ import (
 
 // connConfig prepares the lock connection's configuration: application_name
 // and a dialer that sets the client's TCP keepalives and TCP_USER_TIMEOUT.
-func connConfig(base *pgx.ConnConfig, identity string, t timings) *pgx.ConnConfig {
+func connConfig(base *pgx.ConnConfig, identity string, t timings, wrap func(DialFunc) DialFunc) *pgx.ConnConfig {
 	cc := base.Copy()
 	cc.RuntimeParams["application_name"] = identity
 	cc.ConnectTimeout = t.connectTimeout
@@ -37,6 +37,9 @@ func connConfig(base *pgx.ConnConfig, identity string, t timings) *pgx.ConnConfi
 		},
 	}
 	cc.DialFunc = d.DialContext
+	if wrap != nil {
+		cc.DialFunc = wrap(cc.DialFunc)
+	}
 	return cc
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/cdcrelay/cdcrelay/election"
+	"github.com/cdcrelay/cdcrelay/internal/rawsock"
 	"github.com/cdcrelay/cdcrelay/publish"
 )
 
@@ -82,6 +83,10 @@ func (c *Config) setDefaults() {
 	}
 	if c.Election.URL == "" {
 		c.Election.URL = c.DatabaseURL
+	}
+	if c.Election.WrapDial == nil {
+		// The flips run on the lock connection: a hot socket (dial.go).
+		c.Election.WrapDial = rawsock.WrapDial
 	}
 	if c.StatusInterval == 0 {
 		c.StatusInterval = DefaultStatusInterval

@@ -9,9 +9,10 @@ import (
 	"github.com/cdcrelay/cdcrelay/internal/rawsock"
 )
 
-// The relay's hot sockets (its pool, which runs the flips, and its NATS
-// connection; the replication connection does the same in package
-// replication) make raw system calls: see rawsock for why.
+// The relay's hot sockets (the lock connection, which runs the flips, its
+// pool, which proves the origin guard, and its NATS connection; the
+// replication connection does the same in package replication) make raw
+// system calls: see rawsock for why.
 
 // poolConfig is the configuration of the relay's pool for url.
 func poolConfig(url string) (*pgxpool.Config, error) {
