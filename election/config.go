@@ -1,7 +1,6 @@
 package election
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -83,14 +82,15 @@ type Config struct {
 	// ASCII, at most 63 bytes; empty means "cdcrelay <hostname> pid <pid>".
 	Identity string
 
-	// WrapDial, if set, wraps the lock connection's dialer (the one that
-	// sets its keepalives); the relay makes that connection's reads and
-	// writes raw system calls with it, since its flips run there.
-	WrapDial func(DialFunc) DialFunc
+	// WrapConn, if set, wraps each lock connection (and each connection
+	// that sends it a cancel request) once dialed, its keepalives and
+	// TCP_USER_TIMEOUT already set. The result must honour deadlines and
+	// a Close concurrent with a blocked Read or Write as the wrapped conn
+	// does: the leader's loss detection relies on both. The relay makes the
+	// connection's reads and writes raw system calls with it (rawsock.Wrap),
+	// since every leader-only write, the flips included, runs there.
+	WrapConn func(net.Conn) net.Conn
 }
-
-// DialFunc opens a connection: pgconn.DialFunc, and net.Dialer.DialContext.
-type DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // timings are the durations derived from Config once, in New.
 type timings struct {

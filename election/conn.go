@@ -17,7 +17,7 @@ import (
 
 // connConfig prepares the lock connection's configuration: application_name
 // and a dialer that sets the client's TCP keepalives and TCP_USER_TIMEOUT.
-func connConfig(base *pgx.ConnConfig, identity string, t timings, wrap func(DialFunc) DialFunc) *pgx.ConnConfig {
+func connConfig(base *pgx.ConnConfig, identity string, t timings, wrap func(net.Conn) net.Conn) *pgx.ConnConfig {
 	cc := base.Copy()
 	cc.RuntimeParams["application_name"] = identity
 	cc.ConnectTimeout = t.connectTimeout
@@ -38,7 +38,13 @@ func connConfig(base *pgx.ConnConfig, identity string, t timings, wrap func(Dial
 	}
 	cc.DialFunc = d.DialContext
 	if wrap != nil {
-		cc.DialFunc = wrap(cc.DialFunc)
+		cc.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return wrap(c), nil
+		}
 	}
 	return cc
 }

@@ -86,7 +86,7 @@ func New(cfg Config, log zerolog.Logger) (*Elector, error) {
 	e := &Elector{
 		cfg: cfg,
 		t:   t,
-		cc:  connConfig(base, cfg.Identity, t, cfg.WrapDial),
+		cc:  connConfig(base, cfg.Identity, t, cfg.WrapConn),
 		log: log,
 	}
 	e.state.Store(int32(StateUnhealthy))

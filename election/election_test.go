@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/cdcrelay/cdcrelay/internal/rawsock"
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
 )
 
@@ -22,7 +23,9 @@ func TestMain(m *testing.M) { testenv.Run(m, &env) }
 
 const within = 30 * time.Second
 
-// testConfig is fast: verify every 100ms, verify timeout 500ms.
+// testConfig is fast: verify every 100ms, verify timeout 500ms. Its lock
+// connection is wrapped as the relay's is (relay.Config), so that the loss
+// and partition tests run on the socket the relay leads with.
 func testConfig(url string, lockID int64, identity string) Config {
 	return Config{
 		URL:        url,
@@ -31,6 +34,7 @@ func testConfig(url string, lockID int64, identity string) Config {
 		KeepAlive:  2 * time.Second,
 		MaxBackoff: 500 * time.Millisecond,
 		Identity:   identity,
+		WrapConn:   rawsock.Wrap,
 	}
 }
 

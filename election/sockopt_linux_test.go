@@ -8,15 +8,22 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sys/unix"
+
+	"github.com/cdcrelay/cdcrelay/internal/rawsock"
 )
 
-// The lock connection carries the keepalive bound on both ends.
+// The lock connection carries the keepalive bound on both ends, also
+// through the wrapper the relay (and testConfig) gives it.
 func TestLockConnectionKeepalives(t *testing.T) {
 	l := acquire(t, newElector(t, testConfig(env.DB(t), randomLockID(), "relay")))
 	err := l.Do(context.Background(), func(ctx context.Context, conn *pgx.Conn) error {
-		tcp, ok := conn.PgConn().Conn().(*net.TCPConn)
+		wrapped, ok := conn.PgConn().Conn().(*rawsock.Conn)
 		if !ok {
-			return fmt.Errorf("lock connection is %T, want TCP", conn.PgConn().Conn())
+			return fmt.Errorf("lock connection is %T, want *rawsock.Conn", conn.PgConn().Conn())
+		}
+		tcp, ok := wrapped.Conn.(*net.TCPConn)
+		if !ok {
+			return fmt.Errorf("lock connection wraps %T, want TCP", wrapped.Conn)
 		}
 		raw, err := tcp.SyscallConn()
 		if err != nil {

@@ -49,7 +49,8 @@ type Config struct {
 	// EnsureStream, when it has subjects, creates or updates the stream at start-up.
 	EnsureStream *publish.StreamConfig
 
-	// Election configures leadership; its URL defaults to DatabaseURL.
+	// Election configures leadership; its URL defaults to DatabaseURL and
+	// its WrapConn to rawsock.Wrap (the lock connection runs the flips).
 	Election election.Config
 
 	// WhileLeading are tasks run during every leadership term (e.g.
@@ -84,9 +85,9 @@ func (c *Config) setDefaults() {
 	if c.Election.URL == "" {
 		c.Election.URL = c.DatabaseURL
 	}
-	if c.Election.WrapDial == nil {
+	if c.Election.WrapConn == nil {
 		// The flips run on the lock connection: a hot socket (dial.go).
-		c.Election.WrapDial = rawsock.WrapDial
+		c.Election.WrapConn = rawsock.Wrap
 	}
 	if c.StatusInterval == 0 {
 		c.StatusInterval = DefaultStatusInterval

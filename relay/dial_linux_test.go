@@ -11,7 +11,8 @@ import (
 	"github.com/cdcrelay/cdcrelay/internal/rawsock"
 )
 
-// The pool that runs the flips and the NATS connection dial wrapped sockets.
+// The pool that proves the origin guard and the NATS connection dial
+// wrapped sockets (the lock connection: TestLockConnectionIsWrapped).
 func TestHotSocketsAreWrapped(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
