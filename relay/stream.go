@@ -10,16 +10,18 @@ import (
 	"github.com/cdcrelay/cdcrelay/slot"
 )
 
-// stream reads the slot from start until read ends. If read ended for a
+// stream reads the slot from start until read ends, calling up once the
+// stream has started. If read ended for a
 // graceful shutdown (work still alive), it then drains the session: every
 // event in flight acked, flipped and confirmed, within ShutdownTimeout.
-func (r *Relay) stream(read, work context.Context, sess *slot.Session, start pglogrepl.LSN, origin string) error {
+func (r *Relay) stream(read, work context.Context, sess *slot.Session, start pglogrepl.LSN, origin string, up func()) error {
 	if err := sess.Start(read, start, origin); err != nil {
 		if read.Err() != nil {
 			return nil
 		}
 		return err
 	}
+	up()
 	r.streamingSince.Store(time.Now().UnixNano())
 	r.originFiltered.Store(origin != "")
 	r.streaming.Store(true)

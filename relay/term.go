@@ -17,6 +17,29 @@ import (
 	"github.com/cdcrelay/cdcrelay/slot"
 )
 
+// housekeepingDelay is how long a term's housekeeping (heartbeats, the
+// restart point, Config.WhileLeading tasks) waits for the stream to start before it runs
+// anyway (a backfill can take long).
+const housekeepingDelay = time.Second
+
+// housekeeping waits until the stream is up or housekeepingDelay has
+// passed, and reports whether the term still runs. A take-over's own
+// queries come first: at the start of a term the heartbeat took the pool's
+// one warm connection, so the origin guard's read had to open a new one, and
+// a pruning round holds the lock connection the flip origin is set up on —
+// tens of milliseconds of a failover's gap on a slow machine.
+func housekeeping(work context.Context, up <-chan struct{}) bool {
+	t := time.NewTimer(housekeepingDelay)
+	defer t.Stop()
+	select {
+	case <-up:
+	case <-t.C:
+	case <-work.Done():
+		return false
+	}
+	return true
+}
+
 // errLeaseLost ends a term whose lock connection failed.
 var errLeaseLost = errors.New("leadership lost")
 
@@ -77,6 +100,7 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 
 	// From here on errors end the term through the group: the reader stops
 	// when work is cancelled by a failing worker or a lost lease.
+	up := make(chan struct{}) // closed once the stream has started
 	read, cancelRead := context.WithCancel(ctx)
 	defer cancelRead()
 	stopRead := context.AfterFunc(work, cancelRead)
@@ -98,13 +122,29 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 		if origin != "" {
 			g.Go(func() error { return r.proveGuard(work, flips.since, sess) })
 		}
-		return r.stream(read, work, sess, start, origin)
+		return r.stream(read, work, sess, start, origin, func() { close(up) })
 	})
 	for _, task := range r.cfg.WhileLeading {
-		g.Go(func() error { return task(work, election.Runner(lease.Do)) })
+		g.Go(func() error {
+			if !housekeeping(work, up) {
+				return nil
+			}
+			return task(work, election.Runner(lease.Do))
+		})
 	}
+	g.Go(func() error {
+		if housekeeping(work, up) {
+			r.keepRestartClose(work, rc.ServerVersion())
+		}
+		return nil
+	})
 	if r.cfg.HeartbeatInterval > 0 && rc.SupportsMessages() {
-		g.Go(func() error { r.emitHeartbeats(work); return nil })
+		g.Go(func() error {
+			if housekeeping(work, up) {
+				r.emitHeartbeats(work)
+			}
+			return nil
+		})
 	}
 	err = g.Wait()
 	r.streaming.Store(false)

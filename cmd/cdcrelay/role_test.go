@@ -104,6 +104,9 @@ VALUES ('orders.old', '\x00', now() - interval '30 days', true, now() - interval
 	if logs := p.errOut.String(); strings.Contains(logs, `"level":"warn"`) || strings.Contains(logs, `"level":"error"`) {
 		t.Errorf("the relay warned running as the role:\n%s", logs)
 	}
+	if logs := p.errOut.String(); strings.Contains(logs, "pg_log_standby_snapshot") {
+		t.Errorf("the recipe's role may not keep the slot's restart point close:\n%s", logs)
+	}
 	msgs := testenv.StreamMessages(t, h.NATS.URL(), "bus")
 	if len(msgs) != 20 {
 		t.Errorf("stream has %d messages, want 20", len(msgs))
