@@ -23,6 +23,10 @@ const (
 	DefaultStatusInterval = 5 * time.Second
 	// DefaultHeartbeatInterval is how often a heartbeat goes through the slot.
 	DefaultHeartbeatInterval = 10 * time.Second
+	// DefaultRestartInterval is how often the leader has the running
+	// transactions logged while WAL moves, for the slot's restart point
+	// (PostgreSQL 16+; see keepRestartClose).
+	DefaultRestartInterval = time.Second
 	// DefaultShutdownTimeout bounds the drain on SIGTERM.
 	DefaultShutdownTimeout = 20 * time.Second
 	// DefaultSlotCreateTimeout bounds how long creating the slot may wait for
@@ -68,6 +72,7 @@ type Config struct {
 
 	StatusInterval    time.Duration // default DefaultStatusInterval
 	HeartbeatInterval time.Duration // default DefaultHeartbeatInterval; negative disables
+	RestartInterval   time.Duration // default DefaultRestartInterval; negative disables
 	ShutdownTimeout   time.Duration // default DefaultShutdownTimeout
 	SlotCreateTimeout time.Duration // default DefaultSlotCreateTimeout
 }
@@ -94,6 +99,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.RestartInterval == 0 {
+		c.RestartInterval = DefaultRestartInterval
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout

@@ -11,9 +11,9 @@ import (
 )
 
 // stream reads the slot from start until read ends, calling up once the
-// stream has started. If read ended for a
-// graceful shutdown (work still alive), it then drains the session: every
-// event in flight acked, flipped and confirmed, within ShutdownTimeout.
+// stream has started. If read ended for a graceful shutdown (work still
+// alive), it then drains the session: every event in flight acked, flipped
+// and confirmed, within ShutdownTimeout.
 func (r *Relay) stream(read, work context.Context, sess *slot.Session, start pglogrepl.LSN, origin string, up func()) error {
 	if err := sess.Start(read, start, origin); err != nil {
 		if read.Err() != nil {

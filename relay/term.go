@@ -18,17 +18,16 @@ import (
 )
 
 // housekeepingDelay is how long a term's housekeeping (heartbeats, the
-// restart point, Config.WhileLeading tasks) waits for the stream to start before it runs
-// anyway (a backfill can take long).
+// restart point, Config.WhileLeading tasks) waits for the stream to start
+// before it runs anyway: a backfill can take long.
 const housekeepingDelay = time.Second
 
-// housekeeping waits until the stream is up or housekeepingDelay has
+// awaitStream blocks until the stream is up or housekeepingDelay has
 // passed, and reports whether the term still runs. A take-over's own
 // queries come first: at the start of a term the heartbeat took the pool's
 // one warm connection, so the origin guard's read had to open a new one, and
-// a pruning round holds the lock connection the flip origin is set up on —
-// tens of milliseconds of a failover's gap on a slow machine.
-func housekeeping(work context.Context, up <-chan struct{}) bool {
+// a pruning round holds the lock connection the flip origin is set up on.
+func awaitStream(work context.Context, up <-chan struct{}) bool {
 	t := time.NewTimer(housekeepingDelay)
 	defer t.Stop()
 	select {
@@ -126,21 +125,21 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 	})
 	for _, task := range r.cfg.WhileLeading {
 		g.Go(func() error {
-			if !housekeeping(work, up) {
+			if !awaitStream(work, up) {
 				return nil
 			}
 			return task(work, election.Runner(lease.Do))
 		})
 	}
 	g.Go(func() error {
-		if housekeeping(work, up) {
+		if awaitStream(work, up) {
 			r.keepRestartClose(work, rc.ServerVersion())
 		}
 		return nil
 	})
 	if r.cfg.HeartbeatInterval > 0 && rc.SupportsMessages() {
 		g.Go(func() error {
-			if housekeeping(work, up) {
+			if awaitStream(work, up) {
 				r.emitHeartbeats(work)
 			}
 			return nil

@@ -66,6 +66,14 @@ func TestRelayThreadsFollowCPUPolicy(t *testing.T) {
 			}
 		}
 		p.terminate(t, 30*time.Second)
+		// The walsender outlives the relay for a moment: the next case
+		// must not take it for its own relay's.
+		testenv.Eventually(t, time.Minute, func() error {
+			if slotActive(h) {
+				return errors.New("the stopped relay's walsender still holds the slot")
+			}
+			return nil
+		})
 	}
 }
 
