@@ -70,7 +70,7 @@ func run(ctx context.Context, o *options) error {
 	defer e.close()
 	res := &report.Results{Started: e.start, Quick: o.quick, Machine: e.machine(ctx), Settings: report.Settings{
 		PayloadBytes: o.payload, Writers: o.writers, Window: o.window, Rounds: o.rounds,
-		WriterWindow: o.writerDur, LatencyWindow: o.latencyDur, LatencyRates: o.latencyRates, StageRates: o.stageRates,
+		WriterWindow: o.writerDur, LatencyWindow: o.latencyDur, LatencyTx: o.latencyTx, LatencyRates: o.latencyRates, StageRates: o.stageRates,
 		SustainWindow: o.sustainWindow, Backlog: o.backlog, SharedBacklog: o.sharedBacklog, ForeignRate: o.foreignRate, Failovers: o.failovers, FailoverRate: o.failoverRate,
 		AtomicRate: o.atomicRate, AtomicBatches: o.atomicBatches, AtomicBacklog: o.atomicBacklog,
 		PostgresConfig: pgSettings(),
@@ -132,7 +132,7 @@ func (e *env) runRounds(ctx context.Context, res *report.Results, systems []syst
 		}
 		if o.only["latency"] && s.sys.consumes() {
 			for _, rate := range o.latencyRates {
-				l, err := s.runLatency(ctx, round, rate, 0, false)
+				l, err := s.runLatency(ctx, round, rate, o.latencyTx, false)
 				if err != nil {
 					return fmt.Errorf("latency at %.0f/s: %w", rate, err)
 				}

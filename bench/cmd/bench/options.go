@@ -31,6 +31,7 @@ type options struct {
 
 	latencyRates []float64
 	latencyDur   time.Duration
+	latencyTx    int
 	stageRates   []float64
 
 	sustainProbes int
@@ -81,6 +82,7 @@ func parseOptions(args []string) (*options, error) {
 	rates := fs.String("latency-rates", "1000,10000,20000", "offered rates of the latency runs, events/s")
 	stageRates := fs.String("stage-rates", "1000,10000", "offered rates of cdcrelay's per-stage runs, events/s")
 	fs.DurationVar(&o.latencyDur, "latency-duration", 8*time.Second, "each latency run")
+	fs.IntVar(&o.latencyTx, "latency-tx", 0, "latency runs commit transactions of this many events, the same for every system (default: a free writer commits every event due, up to 100)")
 	fs.IntVar(&o.sustainProbes, "sustain-probes", 3, "short probes of the throughput search")
 	fs.Float64Var(&o.sustainStart, "sustain-start", 0, "first rate of the throughput search (default: 90 % of the drain rate seen in the writer runs)")
 	fs.DurationVar(&o.sustainProbe, "sustain-probe", 6*time.Second, "each probe")

@@ -21,6 +21,9 @@ func span(vals []float64, f func(float64) string) string {
 	return a + "–" + b
 }
 
+// num1 formats with one decimal: 3.7.
+func num1(v float64) string { return fmt.Sprintf("%.1f", v) }
+
 // kilo formats event rates: 950, 9.5 k, 52 k.
 func kilo(v float64) string {
 	switch {

@@ -171,7 +171,7 @@ func (r *Results) latencyRows(t *table) {
 			{"commit → consumer receipt", func(l LatencyRun) Percentiles { return l.CommitRecv }, ""},
 			{"due → consumer receipt (open loop, CO counted)", func(l LatencyRun) Percentiles { return l.IntendedRecv }, ""},
 		} {
-			row := []string{fmt.Sprintf("Latency at %s events/s: %s", kilo(rate), kind.label), "–"}
+			row := []string{fmt.Sprintf("Latency at %s events/s%s: %s", kilo(rate), r.latencyTx(), kind.label), "–"}
 			for _, sys := range []string{Relay, Poller} {
 				var runs []LatencyRun
 				for _, l := range r.Latency {
@@ -183,6 +183,20 @@ func (r *Results) latencyRows(t *table) {
 			}
 			t.row(append(row, kind.target)...)
 		}
+		// How the writers formed transactions: with a free writer, a
+		// system that slows commits gets fewer, larger ones, which cost
+		// Postgres less at the same rate.
+		row := []string{fmt.Sprintf("Latency at %s events/s%s: the writers' events per transaction", kilo(rate), r.latencyTx()), "–"}
+		for _, sys := range []string{Relay, Poller} {
+			var tx []float64
+			for _, l := range r.Latency {
+				if l.System == sys && l.Rate == rate && l.EventsPerTx > 0 {
+					tx = append(tx, l.EventsPerTx)
+				}
+			}
+			row = append(row, span(tx, num1))
+		}
+		t.row(append(row, "")...)
 	}
 }
 

@@ -196,7 +196,7 @@ func (r *Results) notes() string {
 	for _, n := range []string{
 		"Writers use the outbox client (outbox.Publish, outbox.PublishBatch) on 8 connections, each statement its own transaction. The poller's runs carry its AFTER INSERT NOTIFY trigger and its partial index of unpublished rows; cdcrelay's and the no-consumer runs do not.",
 		"\"Lag flat\": between the second and the last quarter of the window the backlog (written, not yet in JetStream) grew by less than 5 % of the write rate; the sustained search also requires the writers to keep the schedule and the lag to end under 1 s.",
-		"Latency runs are open loop: events are due at fixed intervals by the wall clock, and a free writer commits every event due (up to 100) in one transaction. \"commit\" is when the writer's commit returned; \"ack\" is JetStream's stored timestamp of the message (same clock); \"due\" is when the schedule wanted the event written, so time spent waiting for a writer counts.",
+		"Latency runs are open loop: events are due at fixed intervals by the wall clock, and " + r.latencyShape() + ". \"commit\" is when the writer's commit returned; \"ack\" is JetStream's stored timestamp of the message (same clock); \"due\" is when the schedule wanted the event written, so time spent waiting for a writer counts.",
 		"CPU is utime+stime from /proc: Postgres counts every process of the cluster (backends, walsender, background workers, exited ones through the postmaster); it includes the writers' own inserts, hence the row above no consumer.",
 	} {
 		b.WriteString("- " + n + "\n")
@@ -241,4 +241,20 @@ func (r *Results) notes() string {
 		}
 	}
 	return b.String()
+}
+
+// latencyShape says how the latency runs' writers form transactions.
+func (r *Results) latencyShape() string {
+	if n := r.Settings.LatencyTx; n > 0 {
+		return fmt.Sprintf("transactions of %d events are due on that schedule, the same for every system", n)
+	}
+	return "a free writer commits every event due (up to 100) in one transaction, so a system that slows commits down (the poller's NOTIFY lock) gets fewer, larger transactions"
+}
+
+// latencyTx labels latency rows of fixed-size transactions.
+func (r *Results) latencyTx() string {
+	if n := r.Settings.LatencyTx; n > 0 {
+		return fmt.Sprintf(" in %d-event tx", n)
+	}
+	return ""
 }

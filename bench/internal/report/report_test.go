@@ -61,3 +61,23 @@ func TestSVGIsWellFormed(t *testing.T) {
 		t.Fatal("svg has no lines")
 	}
 }
+
+func TestLatencyRowsSayHowTransactionsFormed(t *testing.T) {
+	r := sample()
+	for i := range r.Latency {
+		r.Latency[i].EventsPerTx = 3.7
+	}
+	md := r.Markdown("x.svg")
+	for _, want := range []string{"Latency at 10.0 k events/s: the writers' events per transaction | – | 3.7 | 3.7", "a free writer commits every event due"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	r.Settings.LatencyTx = 10
+	md = r.Markdown("x.svg")
+	for _, want := range []string{"Latency at 1.0 k events/s in 10-event tx: commit → JetStream ack", "transactions of 10 events are due on that schedule"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown of fixed transactions lacks %q:\n%s", want, md)
+		}
+	}
+}

@@ -61,13 +61,16 @@ type Machine struct {
 
 // Settings are the knobs the run used.
 type Settings struct {
-	PayloadBytes   int               `json:"payload_bytes"`
-	Writers        int               `json:"writers"`
-	Window         int               `json:"window"`
-	Rounds         int               `json:"rounds"`
-	WriterWindow   time.Duration     `json:"writer_window_ns"`
-	LatencyWindow  time.Duration     `json:"latency_window_ns"`
-	LatencyRates   []float64         `json:"latency_rates"`
+	PayloadBytes  int           `json:"payload_bytes"`
+	Writers       int           `json:"writers"`
+	Window        int           `json:"window"`
+	Rounds        int           `json:"rounds"`
+	WriterWindow  time.Duration `json:"writer_window_ns"`
+	LatencyWindow time.Duration `json:"latency_window_ns"`
+	LatencyRates  []float64     `json:"latency_rates"`
+	// LatencyTx, when set, is the fixed size of the latency runs'
+	// transactions (else a free writer commits every event due, up to 100).
+	LatencyTx      int               `json:"latency_tx,omitempty"`
 	StageRates     []float64         `json:"stage_rates"`
 	SustainWindow  time.Duration     `json:"sustain_window_ns"`
 	Backlog        int64             `json:"backlog"`
