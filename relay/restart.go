@@ -41,11 +41,10 @@ func (r *Relay) keepRestartClose(ctx context.Context, version int) {
 	}
 	retry := backoff.Backoff{Base: every, Limit: time.Minute}
 	wait := every
-	checked := false
-	var after pglogrepl.LSN // WAL end after the last record: nothing moved while it stays
+	var log runningLog
 	failing := false
 	for backoff.Sleep(ctx, wait) {
-		err := r.logRunning(ctx, &checked, &after)
+		err := log.write(ctx, r.pool)
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -70,31 +69,34 @@ func (r *Relay) keepRestartClose(ctx context.Context, version int) {
 // errRestartPrivilege: the role lacks EXECUTE on pg_log_standby_snapshot.
 var errRestartPrivilege = errors.New("the relay's role may not execute pg_log_standby_snapshot() (GRANT EXECUTE ON FUNCTION pg_log_standby_snapshot() TO the role)")
 
-// logRunning has the running transactions logged if WAL moved past after,
-// and moves after to the WAL end behind the record. The privilege is read
-// first, once it has been read successfully.
-func (r *Relay) logRunning(ctx context.Context, checked *bool, after *pglogrepl.LSN) error {
-	if !*checked {
-		var allowed bool
-		if err := r.pool.QueryRow(ctx, `SELECT has_function_privilege('pg_catalog.pg_log_standby_snapshot()', 'EXECUTE')`).Scan(&allowed); err != nil {
+// runningLog writes the running-transactions records of one term.
+type runningLog struct {
+	allowed bool          // the privilege has been read, and is held
+	after   pglogrepl.LSN // WAL end behind the last record: nothing moved while it stays
+}
+
+// write has the running transactions logged if WAL moved since the last
+// record. The privilege is read first, until a read succeeds.
+func (l *runningLog) write(ctx context.Context, q replication.Querier) error {
+	if !l.allowed {
+		if err := q.QueryRow(ctx, `SELECT has_function_privilege('pg_catalog.pg_log_standby_snapshot()', 'EXECUTE')`).Scan(&l.allowed); err != nil {
 			return err
 		}
-		if !allowed {
+		if !l.allowed {
 			return errRestartPrivilege
 		}
-		*checked = true
 	}
 	// Left to right: the record only if WAL moved, then the end behind it.
 	var end string
-	if err := r.pool.QueryRow(ctx, `SELECT CASE WHEN pg_current_wal_insert_lsn() > $1::pg_lsn THEN pg_log_standby_snapshot() END, pg_current_wal_insert_lsn()::text`,
-		after.String()).Scan(nil, &end); err != nil {
+	if err := q.QueryRow(ctx, `SELECT CASE WHEN pg_current_wal_insert_lsn() > $1::pg_lsn THEN pg_log_standby_snapshot() END, pg_current_wal_insert_lsn()::text`,
+		l.after.String()).Scan(nil, &end); err != nil {
 		return err
 	}
 	lsn, err := pglogrepl.ParseLSN(end)
 	if err != nil {
 		return err
 	}
-	*after = lsn
+	l.after = lsn
 	return nil
 }
 

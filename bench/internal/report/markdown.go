@@ -173,13 +173,7 @@ func (r *Results) latencyRows(t *table) {
 		} {
 			row := []string{fmt.Sprintf("Latency at %s events/s%s: %s", kilo(rate), r.latencyTx(), kind.label), "–"}
 			for _, sys := range []string{Relay, Poller} {
-				var runs []LatencyRun
-				for _, l := range r.Latency {
-					if l.System == sys && l.Rate == rate {
-						runs = append(runs, l)
-					}
-				}
-				row = append(row, latencyCell(runs, kind.get))
+				row = append(row, latencyCell(r.latencyRuns(sys, rate), kind.get))
 			}
 			t.row(append(row, kind.target)...)
 		}
@@ -188,13 +182,7 @@ func (r *Results) latencyRows(t *table) {
 		// Postgres less at the same rate.
 		row := []string{fmt.Sprintf("Latency at %s events/s%s: the writers' events per transaction", kilo(rate), r.latencyTx()), "–"}
 		for _, sys := range []string{Relay, Poller} {
-			var tx []float64
-			for _, l := range r.Latency {
-				if l.System == sys && l.Rate == rate && l.EventsPerTx > 0 {
-					tx = append(tx, l.EventsPerTx)
-				}
-			}
-			row = append(row, span(tx, num1))
+			row = append(row, span(pick(r.latencyRuns(sys, rate), func(l LatencyRun) float64 { return l.EventsPerTx }), num1))
 		}
 		t.row(append(row, "")...)
 	}
@@ -228,4 +216,16 @@ func latencyCell(runs []LatencyRun, get func(LatencyRun) Percentiles) string {
 		}
 	}
 	return c
+}
+
+// latencyRuns are one system's default latency runs at rate, a run per
+// round.
+func (r *Results) latencyRuns(system string, rate float64) []LatencyRun {
+	var out []LatencyRun
+	for _, l := range r.Latency {
+		if l.System == system && l.Rate == rate {
+			out = append(out, l)
+		}
+	}
+	return out
 }

@@ -134,11 +134,5 @@ func (r *Results) belowPollerTarget(check func(bool, string, ...any)) {
 // latencies are one system's commit → ack percentiles at rate, a value per
 // round (the default latency runs, not the fixed-size ones).
 func (r *Results) latencies(system string, rate float64, get func(Percentiles) float64) []float64 {
-	var out []float64
-	for _, l := range r.Latency {
-		if l.System == system && l.Rate == rate {
-			out = append(out, get(l.CommitAck))
-		}
-	}
-	return out
+	return pick(r.latencyRuns(system, rate), func(l LatencyRun) float64 { return get(l.CommitAck) })
 }
