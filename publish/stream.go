@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -21,7 +22,9 @@ const (
 	DefaultDuplicateWindow = 2 * time.Minute
 )
 
-// StreamConfig is what `cdcrelay stream ensure` manages.
+// StreamConfig is what `cdcrelay stream ensure` manages. A zero limit is
+// one not given: a new stream gets the default, an existing one keeps its
+// own.
 type StreamConfig struct {
 	Name            string
 	Subjects        []string
@@ -34,14 +37,57 @@ type StreamConfig struct {
 	AllowAtomic bool
 }
 
-// EnsureStream creates the stream, or updates an existing one to the given
-// subjects and limits (file storage, discard old, batched publishing
-// allowed). It reports whether the stream was created.
-func EnsureStream(ctx context.Context, js jetstream.JetStream, c StreamConfig) (bool, error) {
+// Ensured is what EnsureStream did: created the stream, or changed an
+// existing one as Changes say (none: it had everything already). Config is
+// the stream's configuration now.
+type Ensured struct {
+	Created bool
+	Changes []string
+	Config  jetstream.StreamConfig
+}
+
+// EnsureStream creates the stream (file storage, discard old, batched
+// publishing allowed, defaults for the limits not given), or adds to an
+// existing one what the relay needs: the subjects not captured yet, batched
+// (and, if asked, atomic) publishing, and the limits given. The stream is
+// shared, so nothing else changes: no subject, limit or setting that others
+// may rely on is taken away or reset.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, c StreamConfig) (Ensured, error) {
 	if c.Name == "" || len(c.Subjects) == 0 {
-		return false, errors.New("ensure stream: a name and at least one subject are required")
+		return Ensured{}, errors.New("ensure stream: a name and at least one subject are required")
 	}
-	cfg := jetstream.StreamConfig{
+	s, err := js.Stream(ctx, c.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		cfg := newStream(c)
+		_, err = js.CreateStream(ctx, cfg)
+		if err == nil {
+			return Ensured{Created: true, Config: cfg}, nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return Ensured{}, fmt.Errorf("create stream %s: %w", c.Name, err)
+		}
+		// Another replica created it meanwhile, perhaps differently.
+		s, err = js.Stream(ctx, c.Name)
+	}
+	if err != nil {
+		return Ensured{}, fmt.Errorf("read stream %s: %w", c.Name, err)
+	}
+	cfg := s.CachedInfo().Config
+	changes, err := addTo(&cfg, c)
+	if err != nil {
+		return Ensured{}, fmt.Errorf("stream %s: %w", c.Name, err)
+	}
+	if len(changes) == 0 {
+		return Ensured{Config: cfg}, nil
+	}
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return Ensured{}, fmt.Errorf("update stream %s (%s): %w", c.Name, strings.Join(changes, "; "), err)
+	}
+	return Ensured{Changes: changes, Config: cfg}, nil
+}
+
+func newStream(c StreamConfig) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
 		Name:       c.Name,
 		Subjects:   c.Subjects,
 		Storage:    jetstream.FileStorage,
@@ -53,27 +99,48 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, c StreamConfig) (
 		Replicas:   orDefault(c.Replicas, 1),
 		MaxMsgs:    -1,
 		// The relay publishes in fast-ingest batches (nats-server ≥ 2.14).
-		AllowBatchPublish: true,
+		AllowBatchPublish:  true,
+		AllowAtomicPublish: c.AllowAtomic,
 	}
-	s, err := js.Stream(ctx, c.Name)
-	if err == nil {
-		// Never turn off what someone else may rely on.
-		cfg.AllowAtomicPublish = s.CachedInfo().Config.AllowAtomicPublish
+}
+
+// addTo changes cfg, an existing stream's configuration, as c asks and
+// returns what it changed; see EnsureStream.
+func addTo(cfg *jetstream.StreamConfig, c StreamConfig) ([]string, error) {
+	subjects, added, err := addSubjects(cfg.Subjects, c.Subjects)
+	if err != nil {
+		return nil, err
 	}
-	cfg.AllowAtomicPublish = cfg.AllowAtomicPublish || c.AllowAtomic
-	switch {
-	case errors.Is(err, jetstream.ErrStreamNotFound):
-		if _, err := js.CreateStream(ctx, cfg); err != nil {
-			return false, fmt.Errorf("create stream %s: %w", c.Name, err)
+	var changes []string
+	if len(added) > 0 {
+		cfg.Subjects = subjects
+		changes = append(changes, "subjects "+strings.Join(subjects, ",")+" (added "+strings.Join(added, ",")+")")
+	}
+	if !cfg.AllowBatchPublish {
+		cfg.AllowBatchPublish = true
+		changes = append(changes, "batched publishing allowed")
+	}
+	if c.AllowAtomic && !cfg.AllowAtomicPublish {
+		cfg.AllowAtomicPublish = true
+		changes = append(changes, "atomic publishing allowed")
+	}
+	set := func(name string, have *time.Duration, want time.Duration) {
+		if want != 0 && *have != want {
+			changes = append(changes, fmt.Sprintf("%s %v (was %v)", name, want, *have))
+			*have = want
 		}
-		return true, nil
-	case err != nil:
-		return false, fmt.Errorf("read stream %s: %w", c.Name, err)
 	}
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		return false, fmt.Errorf("update stream %s: %w", c.Name, err)
+	set("max age", &cfg.MaxAge, c.MaxAge)
+	set("duplicate window", &cfg.Duplicates, c.DuplicateWindow)
+	if c.MaxBytes != 0 && cfg.MaxBytes != c.MaxBytes {
+		changes = append(changes, fmt.Sprintf("max bytes %d (was %d)", c.MaxBytes, cfg.MaxBytes))
+		cfg.MaxBytes = c.MaxBytes
 	}
-	return false, nil
+	if c.Replicas != 0 && cfg.Replicas != c.Replicas {
+		changes = append(changes, fmt.Sprintf("replicas %d (was %d)", c.Replicas, cfg.Replicas))
+		cfg.Replicas = c.Replicas
+	}
+	return changes, nil
 }
 
 func orDefault[T comparable](v, def T) T {

@@ -185,10 +185,19 @@ func (r *Relay) prepareStream(ctx context.Context, nc *nats.Conn) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	if ec := r.cfg.EnsureStream; ec != nil && len(ec.Subjects) > 0 {
-		ec.Name = r.cfg.Publish.Stream
-		ec.AllowAtomic = ec.AllowAtomic || r.cfg.Publish.AtomicTransactions
-		_, err := publish.EnsureStream(ctx, js, *ec)
-		return err
+		want := *ec
+		want.Name = r.cfg.Publish.Stream
+		want.AllowAtomic = want.AllowAtomic || r.cfg.Publish.AtomicTransactions
+		done, err := publish.EnsureStream(ctx, js, want)
+		switch {
+		case err != nil:
+			return err
+		case done.Created:
+			r.log.Info().Str("stream", want.Name).Strs("subjects", done.Config.Subjects).Msg("stream created")
+		case len(done.Changes) > 0:
+			r.log.Info().Str("stream", want.Name).Strs("changes", done.Changes).Msg("stream updated")
+		}
+		return nil
 	}
 	if r.cfg.Publish.AtomicTransactions {
 		return publish.CheckAtomicStream(ctx, js, r.cfg.Publish.Stream)

@@ -38,7 +38,7 @@ func runCommand() *cli.Command {
 		&cli.BoolFlag{Name: "origin-filter", EnvVars: []string{"CDCRELAY_ORIGIN_FILTER"}, Value: true, Usage: "on PostgreSQL 16+, flip under a replication origin and stream with pgoutput's origin 'none', so the walsender skips the flips instead of decoding them (needs cdcrelay migrate's guard on bus.outbox, which then refuses inserts made under a replication origin, and EXECUTE on pg_replication_origin_create and pg_replication_origin_session_setup; without them the relay streams unfiltered and logs why)"},
 		&cli.StringFlag{Name: "cpu-policy", EnvVars: []string{"CDCRELAY_CPU_POLICY"}, Value: cpuPolicyBatch, Usage: "batch: a woken relay thread never preempts the one running on its core, such as PostgreSQL's walsender on a shared host (Linux SCHED_BATCH, same CPU share); normal: the kernel's default"},
 		&cli.IntFlag{Name: "procs", EnvVars: []string{"CDCRELAY_PROCS"}, Value: 1, Usage: "threads running Go code at once (GOMAXPROCS): 1 by default, since the relay mostly waits on sockets and on one thread its hand-offs between goroutines wake no other thread; 0 leaves Go's choice (the cores or the container's CPU limit, or $GOMAXPROCS), which is also the default beside --embedded-nats or a $GOMAXPROCS you set"},
-		&cli.BoolFlag{Name: "ensure-stream", EnvVars: []string{"CDCRELAY_ENSURE_STREAM"}, Usage: "create or update the stream at start-up (needs --subjects)"},
+		&cli.BoolFlag{Name: "ensure-stream", EnvVars: []string{"CDCRELAY_ENSURE_STREAM"}, Usage: "create the stream at start-up, or add to it the subjects and options the relay needs, taking nothing away (needs --subjects)"},
 	}
 	return withConfig(&cli.Command{
 		Name:  "run",

@@ -14,34 +14,40 @@ import (
 // streamFlags are the stream limits shared by `stream ensure` and `run --ensure-stream`.
 func streamFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "subjects", EnvVars: []string{"CDCRELAY_SUBJECTS"}, Usage: "comma-separated subjects the stream captures, e.g. 'orders.>,users.>'"},
-		&cli.DurationFlag{Name: "max-age", EnvVars: []string{"CDCRELAY_MAX_AGE"}, Value: publish.DefaultMaxAge, Usage: "how long the stream keeps events"},
-		&cli.StringFlag{Name: "max-bytes", EnvVars: []string{"CDCRELAY_MAX_BYTES"}, Value: "768MiB", Usage: "the stream's size cap; the oldest events go first"},
-		&cli.DurationFlag{Name: "duplicate-window", EnvVars: []string{"CDCRELAY_DUPLICATE_WINDOW"}, Value: publish.DefaultDuplicateWindow, Usage: "inside it a resent event is dropped as a duplicate; cover a relay restart"},
-		&cli.IntFlag{Name: "replicas", EnvVars: []string{"CDCRELAY_REPLICAS"}, Value: 1, Usage: "stream replicas (3 in a cluster for durability across machine loss)"},
+		&cli.StringFlag{Name: "subjects", EnvVars: []string{"CDCRELAY_SUBJECTS"}, Usage: "comma-separated subjects the stream must capture, e.g. 'orders.>,users.>'; an existing stream keeps its others"},
+		&cli.DurationFlag{Name: "max-age", EnvVars: []string{"CDCRELAY_MAX_AGE"}, Value: publish.DefaultMaxAge, Usage: "how long the stream keeps events (an existing stream keeps its own unless this is given)"},
+		&cli.StringFlag{Name: "max-bytes", EnvVars: []string{"CDCRELAY_MAX_BYTES"}, Value: "768MiB", Usage: "the stream's size cap, the oldest events going first (an existing stream keeps its own unless this is given)"},
+		&cli.DurationFlag{Name: "duplicate-window", EnvVars: []string{"CDCRELAY_DUPLICATE_WINDOW"}, Value: publish.DefaultDuplicateWindow, Usage: "inside it a resent event is dropped as a duplicate; cover a relay restart (an existing stream keeps its own unless this is given)"},
+		&cli.IntFlag{Name: "replicas", EnvVars: []string{"CDCRELAY_REPLICAS"}, Value: 1, Usage: "stream replicas, 3 in a cluster for durability across machine loss (an existing stream keeps its own unless this is given)"},
 	}
 }
 
+// streamConfigFrom reads the stream flags. A limit not given stays zero, so
+// that an existing stream keeps its own (a new one gets the default).
 func streamConfigFrom(c *cli.Context) (*publish.StreamConfig, error) {
-	maxBytes, err := parseBytes(c.String("max-bytes"))
-	if err != nil {
-		return nil, fmt.Errorf("--max-bytes: %w", err)
-	}
-	var subjects []string
+	sc := &publish.StreamConfig{Name: c.String("stream"), AllowAtomic: c.Bool("atomic-transactions")}
 	for _, s := range strings.Split(c.String("subjects"), ",") {
 		if s = strings.TrimSpace(s); s != "" {
-			subjects = append(subjects, s)
+			sc.Subjects = append(sc.Subjects, s)
 		}
 	}
-	return &publish.StreamConfig{
-		Name:            c.String("stream"),
-		Subjects:        subjects,
-		MaxAge:          c.Duration("max-age"),
-		MaxBytes:        maxBytes,
-		DuplicateWindow: c.Duration("duplicate-window"),
-		Replicas:        c.Int("replicas"),
-		AllowAtomic:     c.Bool("atomic-transactions"),
-	}, nil
+	if c.IsSet("max-bytes") {
+		n, err := parseBytes(c.String("max-bytes"))
+		if err != nil {
+			return nil, fmt.Errorf("--max-bytes: %w", err)
+		}
+		sc.MaxBytes = n
+	}
+	if c.IsSet("max-age") {
+		sc.MaxAge = c.Duration("max-age")
+	}
+	if c.IsSet("duplicate-window") {
+		sc.DuplicateWindow = c.Duration("duplicate-window")
+	}
+	if c.IsSet("replicas") {
+		sc.Replicas = c.Int("replicas")
+	}
+	return sc, nil
 }
 
 func streamCommand() *cli.Command {
@@ -72,21 +78,24 @@ func streamCommand() *cli.Command {
 				if err := publish.CheckServer(nc); err != nil {
 					return advise(err)
 				}
-				created, err := publish.EnsureStream(c.Context, js, *sc)
+				done, err := publish.EnsureStream(c.Context, js, *sc)
 				if err != nil {
 					return err
 				}
-				verb := "updated"
-				if created {
-					verb = "created"
+				what := "unchanged"
+				switch {
+				case done.Created:
+					what = "created"
+				case len(done.Changes) > 0:
+					what = "updated (" + strings.Join(done.Changes, "; ") + ")"
 				}
+				cfg := done.Config
 				allowed := "batched publishing allowed"
-				if sc.AllowAtomic {
+				if cfg.AllowAtomicPublish {
 					allowed = "batched and atomic publishing allowed"
 				}
 				fmt.Fprintf(c.App.Writer, "stream %s %s: subjects %s, max age %v, max bytes %d, duplicate window %v, replicas %d, %s\n",
-					sc.Name, verb, strings.Join(sc.Subjects, ","), orDefault(sc.MaxAge, publish.DefaultMaxAge), sc.MaxBytes,
-					orDefault(sc.DuplicateWindow, publish.DefaultDuplicateWindow), max(sc.Replicas, 1), allowed)
+					sc.Name, what, strings.Join(cfg.Subjects, ","), cfg.MaxAge, cfg.MaxBytes, cfg.Duplicates, max(cfg.Replicas, 1), allowed)
 				return nil
 			},
 		})},
@@ -95,12 +104,4 @@ func streamCommand() *cli.Command {
 
 func natsURLFlag() cli.Flag {
 	return &cli.StringFlag{Name: "nats-url", EnvVars: []string{"CDCRELAY_NATS_URL", "NATS_URL"}, Value: nats.DefaultURL, Usage: "NATS server URL(s), comma-separated"}
-}
-
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }

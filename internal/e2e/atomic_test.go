@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cdcrelay/cdcrelay/internal/relaytest"
@@ -94,15 +93,8 @@ func TestAtomicTransactionsAcrossSIGKILLAndNATSRestart(t *testing.T) {
 // message's subject: they are stored whole and in order.
 func streamCount(t *testing.T, h *relaytest.Harness) int {
 	t.Helper()
-	nc, err := nats.Connect(h.NATS.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := testenv.JetStream(t, h.NATS.URL())
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, "bus")

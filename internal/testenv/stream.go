@@ -19,20 +19,28 @@ type Msg struct {
 	ID string
 }
 
+// JetStream connects to the NATS server at url for the rest of the test.
+func JetStream(tb testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		tb.Fatalf("connect nats: %v", err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatalf("jetstream: %v", err)
+	}
+	return nc, js
+}
+
 // StreamMessages reads every message of a stream, in stream order.
 func StreamMessages(tb testing.TB, url, stream string) []Msg {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		tb.Fatalf("connect nats: %v", err)
-	}
+	nc, js := JetStream(tb, url)
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		tb.Fatalf("jetstream: %v", err)
-	}
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		tb.Fatalf("stream %s: %v", stream, err)
