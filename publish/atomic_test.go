@@ -380,3 +380,50 @@ func TestAtomicPermissionDeniedGoesTheOrdinaryWay(t *testing.T) {
 		t.Fatalf("stream has %d messages, want 8 with the denied event left out", len(msgs))
 	}
 }
+
+// A transaction larger than the byte bound, right after a small one whose
+// flip has not yet released it: once the small one is released, the large
+// one goes the ordinary way and reaches the stream (it used to wait for
+// the sender's hour-long sleep).
+func TestAtomicLargeTransactionAfterASmallOneIsHandedOver(t *testing.T) {
+	nc, js := connect(t, env.NATS(t).URL(), nats.ReconnectBufSize(-1))
+	atomicStream(t, js)
+	p, err := publish.New(nc, publish.Config{Stream: "bus", AtomicTransactions: true, MaxInFlightBytes: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	a, b1, b2 := event(t, 1, "a.x"), event(t, 2, "a.x"), event(t, 3, "a.x")
+	b1.Payload, b2.Payload = []byte(strings.Repeat("1", 600)), []byte(strings.Repeat("2", 500))
+	for _, it := range []flow.Item{{Event: a}, {Mark: pglogrepl.LSN(1)}, {Event: b1}} {
+		if err := p.Submit(ctx, it, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	taken, err := p.Resolved(ctx, make([]flow.Item, 0, 16)) // A is stored; its flip runs
+	if err != nil || len(taken) != 2 {
+		t.Fatalf("resolved %d items, %v; want A and its end", len(taken), err)
+	}
+	submitted := make(chan error, 1)
+	go func() { submitted <- p.Submit(ctx, flow.Item{Event: b2}, time.Time{}) }()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if !p.Full() {
+			return errors.New("B2 does not wait for room yet")
+		}
+		return nil
+	})
+	p.Release(len(taken)) // A's flip committed: still no room for B2
+	got, err := p.Resolved(ctx, make([]flow.Item, 0, 16))
+	if err != nil || len(got) == 0 || got[0].Event == nil || got[0].Event.ID != b1.ID {
+		t.Fatalf("after A's release: resolved %v, %v; want B1 handed over and stored", got, err)
+	}
+	p.Release(len(got))
+	if err := <-submitted; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -309,8 +309,16 @@ func (p *Pipeline) Release(n int) {
 		}
 	}
 	p.waiters = kept
+	blocked := p.w.blocked
 	p.mu.Unlock()
 	signal(p.roomCh)
+	if blocked {
+		// The room may still be too little for the waiting Submit, and in
+		// atomic mode a transaction that fills the window alone is handed
+		// over only once everything before it is released: the sender
+		// must look again, since no Submit or ack will wake it.
+		signal(p.sendCh)
+	}
 }
 
 // Full reports whether a Submit waits for room now.
