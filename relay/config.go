@@ -21,6 +21,11 @@ const (
 	// walsender, also while back-pressured: well inside wal_sender_timeout
 	// (60 s by default).
 	DefaultStatusInterval = 5 * time.Second
+	// DefaultReceiveTimeout is how long the walsender may stay silent
+	// before the term ends, PostgreSQL's default wal_receiver_timeout (see
+	// slot.Config.ReceiveTimeout); it also bounds the replication
+	// connection's set-up.
+	DefaultReceiveTimeout = 60 * time.Second
 	// DefaultHeartbeatInterval is how often a heartbeat goes through the slot.
 	DefaultHeartbeatInterval = 10 * time.Second
 	// DefaultRestartInterval is how often the leader has the running
@@ -71,6 +76,7 @@ type Config struct {
 	Unfiltered bool
 
 	StatusInterval    time.Duration // default DefaultStatusInterval
+	ReceiveTimeout    time.Duration // default DefaultReceiveTimeout; negative disables
 	HeartbeatInterval time.Duration // default DefaultHeartbeatInterval; negative disables
 	RestartInterval   time.Duration // default DefaultRestartInterval; negative disables
 	ShutdownTimeout   time.Duration // default DefaultShutdownTimeout
@@ -96,6 +102,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.StatusInterval == 0 {
 		c.StatusInterval = DefaultStatusInterval
+	}
+	if c.ReceiveTimeout == 0 {
+		c.ReceiveTimeout = DefaultReceiveTimeout
 	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = DefaultHeartbeatInterval

@@ -61,7 +61,7 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 	})
 	defer r.stalls.clear(StallSlotCreation)
 
-	rc, err := replication.Connect(ctx, r.cfg.DatabaseURL)
+	rc, err := r.connectReplication(ctx)
 	if err != nil {
 		cancelWork(nil)
 		return errors.Join(fmt.Errorf("replication connection: %w", err), g.Wait())
@@ -87,6 +87,7 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 	sess := slot.New(rc, pipe, slot.Config{
 		Name: r.cfg.Slot, Publication: r.cfg.Publication, StatusInterval: r.cfg.StatusInterval,
 		Flush: lease.Do, Heartbeats: &r.heartbeat, Trace: r.cfg.Publish.DiagnosticHeaders,
+		ReceiveTimeout: r.cfg.ReceiveTimeout,
 	})
 	r.session.Store(sess)
 	g.Go(func() error {
@@ -151,6 +152,18 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 		return errors.New("replication stream ended")
 	}
 	return err
+}
+
+// connectReplication opens the term's replication connection, within the
+// receive timeout: a server whose path drops packets would otherwise hold
+// the term in the connect for good.
+func (r *Relay) connectReplication(ctx context.Context) (*replication.Conn, error) {
+	if r.cfg.ReceiveTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.cfg.ReceiveTimeout)
+		defer cancel()
+	}
+	return replication.Connect(ctx, r.cfg.DatabaseURL)
 }
 
 func (r *Relay) pipelineConfig() publish.Config {

@@ -42,7 +42,18 @@ type Config struct {
 	// Trace stamps each event with the times of its stages (flow.Trace),
 	// for diagnostic headers; off, the hot path skips the clock.
 	Trace bool
+	// ReceiveTimeout is how long the walsender may stay silent while the
+	// session reads, PostgreSQL's own wal_receiver_timeout for the relay:
+	// after half of it the session asks for a keepalive, and after all of
+	// it Run fails with ErrSilent, since a connection whose path drops
+	// packets without a reset would otherwise be read forever. Zero or
+	// less: no limit.
+	ReceiveTimeout time.Duration
 }
+
+// ErrSilent is returned by Run when the walsender sent nothing, not even
+// the answer to a keepalive request, for ReceiveTimeout.
+var ErrSilent = errors.New("the walsender is silent")
 
 // flushProbe is how often the session asks the walsender how far it has
 // decoded while a flip waits to be known flushed: only the walsender's
@@ -67,6 +78,12 @@ type Session struct {
 	// The commit timestamp of the open transaction and the send time of
 	// the frame being handled, for each event's Trace.
 	txCommitted, frameSent time.Time
+	// heard counts frames, and waits for room in the sink (time not spent
+	// listening); quiet is since when it has not moved, as Run last looked
+	// (see listen). askReply: tend asks the walsender for a keepalive.
+	heard, quietHeard uint64
+	quiet             time.Time
+	askReply          bool
 }
 
 // New prepares a session on conn for one term. Acks may come in at once (a
@@ -118,12 +135,19 @@ func (s *Session) Start(ctx context.Context, from pglogrepl.LSN, origin string) 
 		s.pos.Cap(from)
 	}
 	binary := s.conn.SupportsMessages()
+	if s.cfg.ReceiveTimeout > 0 {
+		// The walsender answers once it holds the slot; decoding starts after.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.ReceiveTimeout)
+		defer cancel()
+	}
 	if err := s.conn.Start(ctx, s.cfg.Name, from, replication.StartOptions{
 		Publication: s.cfg.Publication, Binary: binary, Messages: binary, Origin: origin,
 	}); err != nil {
 		return fmt.Errorf("start replication: %w", err)
 	}
 	s.lastStatus = time.Now()
+	s.quiet = s.lastStatus
 	return nil
 }
 
@@ -148,6 +172,9 @@ func (s *Session) Run(ctx context.Context) error {
 		}
 		f, err := s.conn.Receive(deadline)
 		if errors.Is(err, replication.ErrTimeout) {
+			if err := s.listen(); err != nil {
+				return err
+			}
 			continue
 		}
 		if err != nil {
@@ -156,6 +183,7 @@ func (s *Session) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("receive from slot: %w", err)
 		}
+		s.heard++
 		switch f.Kind {
 		case replication.FrameKeepalive:
 			// Idle advance: with nothing in flight and no open transaction,
@@ -181,6 +209,29 @@ func (s *Session) Run(ctx context.Context) error {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// listen runs when a read timed out: it asks for a keepalive once the
+// walsender has been silent for half of ReceiveTimeout and fails when it
+// is silent for all of it. Frames are counted, not timed, so that the hot
+// path reads no clock: silence is measured from the first timeout that
+// finds the count unchanged.
+func (s *Session) listen() error {
+	if s.cfg.ReceiveTimeout <= 0 {
+		return nil
+	}
+	now := time.Now()
+	if s.heard != s.quietHeard {
+		s.quietHeard, s.quiet = s.heard, now
+		return nil
+	}
+	switch silent := now.Sub(s.quiet); {
+	case silent >= s.cfg.ReceiveTimeout:
+		return fmt.Errorf("%w: nothing came for %v, not even the answer to a keepalive request: the connection or its path is dead", ErrSilent, silent.Round(time.Second))
+	case silent >= s.cfg.ReceiveTimeout/2 && s.lastStatus.Before(s.quiet.Add(s.cfg.ReceiveTimeout/2)):
+		s.askReply = true // once: the status sent now is after the half
 	}
 	return nil
 }
@@ -223,6 +274,7 @@ func (s *Session) submit(ctx context.Context, it flow.Item) error {
 		if !errors.Is(err, flow.ErrFull) {
 			return err
 		}
+		s.heard++ // not listening meanwhile: silence counts from here
 		if err := s.tend(ctx, false); err != nil {
 			return err
 		}
@@ -247,7 +299,7 @@ func (s *Session) tend(ctx context.Context, force bool) error {
 	}
 	pos := s.pos.Load()
 	since := time.Since(s.lastStatus)
-	probe := since >= flushProbe && s.waitingForFlush()
+	probe := since >= flushProbe && s.waitingForFlush() || s.askReply
 	if !force && !probe && since < s.cfg.StatusInterval && !(pos > s.sentPos && since >= 100*time.Millisecond) {
 		return nil
 	}
@@ -258,7 +310,7 @@ func (s *Session) tend(ctx context.Context, force bool) error {
 	if err := send(ctx, pos); err != nil {
 		return fmt.Errorf("send standby status: %w", err)
 	}
-	s.lastStatus, s.sentPos = time.Now(), pos
+	s.lastStatus, s.sentPos, s.askReply = time.Now(), pos, false
 	return nil
 }
 

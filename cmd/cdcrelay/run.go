@@ -34,6 +34,7 @@ func runCommand() *cli.Command {
 		&cli.Int64Flag{Name: "lock-id", EnvVars: []string{"CDCRELAY_LOCK_ID"}, Value: election.DefaultLockID, Usage: "advisory lock key of the leader; set it to your old poller's key so the two never run at once"},
 		&cli.DurationFlag{Name: "election-interval", EnvVars: []string{"CDCRELAY_ELECTION_INTERVAL"}, Value: election.DefaultInterval, Usage: "how long a standby waits on the lock before it waits again, and how often a leader checks its lock"},
 		&cli.DurationFlag{Name: "shutdown-timeout", EnvVars: []string{"CDCRELAY_SHUTDOWN_TIMEOUT"}, Value: relay.DefaultShutdownTimeout, Usage: "how long SIGTERM waits for in-flight acks"},
+		&cli.DurationFlag{Name: "receive-timeout", EnvVars: []string{"CDCRELAY_RECEIVE_TIMEOUT"}, Value: relay.DefaultReceiveTimeout, Usage: "how long the walsender may stay silent (a keepalive is requested at half of it) before the leader reconnects, as wal_receiver_timeout does for PostgreSQL's own subscribers; negative: no limit"},
 		&cli.DurationFlag{Name: "slot-create-timeout", EnvVars: []string{"CDCRELAY_SLOT_CREATE_TIMEOUT"}, Value: relay.DefaultSlotCreateTimeout, Usage: "how long creating the slot may wait for transactions open when it began, before it is retried"},
 		&cli.BoolFlag{Name: "origin-filter", EnvVars: []string{"CDCRELAY_ORIGIN_FILTER"}, Value: true, Usage: "on PostgreSQL 16+, flip under a replication origin and stream with pgoutput's origin 'none', so the walsender skips the flips instead of decoding them (needs cdcrelay migrate's guard on bus.outbox, which then refuses inserts made under a replication origin, and EXECUTE on pg_replication_origin_create and pg_replication_origin_session_setup; without them the relay streams unfiltered and logs why)"},
 		&cli.StringFlag{Name: "cpu-policy", EnvVars: []string{"CDCRELAY_CPU_POLICY"}, Value: cpuPolicyBatch, Usage: "batch: a woken relay thread never preempts the one running on its core, such as PostgreSQL's walsender on a shared host (Linux SCHED_BATCH, same CPU share); normal: the kernel's default"},
@@ -115,6 +116,7 @@ func runConfig(c *cli.Context) (relay.Config, error) {
 		},
 		ShutdownTimeout:   c.Duration("shutdown-timeout"),
 		SlotCreateTimeout: c.Duration("slot-create-timeout"),
+		ReceiveTimeout:    c.Duration("receive-timeout"),
 		Unfiltered:        !c.Bool("origin-filter"),
 	}
 	if c.Bool("ensure-stream") {

@@ -1,0 +1,141 @@
+package relay_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cdcrelay/cdcrelay/internal/relaytest"
+	"github.com/cdcrelay/cdcrelay/internal/testenv"
+)
+
+// blackhole is a TCP proxy in front of PostgreSQL. Once frozen, every
+// replication connection through it stops forwarding in both directions
+// without closing: a path that drops packets (a firewall or conntrack
+// drop) with no reset, which the kernels at both ends cannot notice while
+// the proxy's own kernel acknowledges what is sent. Connections made after
+// a thaw work; frozen ones stay dead.
+type blackhole struct {
+	ln     net.Listener
+	target string
+	frozen atomic.Bool
+	done   chan struct{}
+}
+
+func newBlackhole(t *testing.T, target string) *blackhole {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &blackhole{ln: ln, target: target, done: make(chan struct{})}
+	t.Cleanup(func() {
+		close(b.done)
+		_ = ln.Close()
+	})
+	go b.serve()
+	return b
+}
+
+func (b *blackhole) serve() {
+	for {
+		c, err := b.ln.Accept()
+		if err != nil {
+			return
+		}
+		go b.handle(c)
+	}
+}
+
+func (b *blackhole) handle(c net.Conn) {
+	defer c.Close()
+	s, err := net.Dial("tcp", b.target)
+	if err != nil {
+		return
+	}
+	defer s.Close()
+	// The startup message says whether this is a replication connection.
+	var hdr [4]byte
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		return
+	}
+	rest := make([]byte, binary.BigEndian.Uint32(hdr[:])-4)
+	if _, err := io.ReadFull(c, rest); err != nil {
+		return
+	}
+	repl := strings.Contains(string(rest), "replication\x00database")
+	if _, err := s.Write(append(hdr[:], rest...)); err != nil {
+		return
+	}
+	pipe := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if repl && b.frozen.Load() {
+				// Swallow everything from now on; close only when the test ends.
+				go func() { _, _ = io.Copy(io.Discard, src) }()
+				<-b.done
+				return
+			}
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	go pipe(s, c)
+	pipe(c, s)
+}
+
+// The replication connection's path dies silently while the lock
+// connection stays healthy: the walsender falls silent, and the term ends
+// after the receive timeout (a keepalive request unanswered) instead of
+// reading forever while holding the lease. Once the path works again the
+// next term delivers what was written meanwhile, once and in order. Found
+// by review: before the receive timeout the relay stayed "streaming" for
+// good (90 s in the test, with the server's walsender long gone).
+func TestSilentReplicationConnectionEndsTheTerm(t *testing.T) {
+	direct := env.DB(t)
+	u, err := url.Parse(direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bh := newBlackhole(t, u.Host)
+	proxied := *u
+	proxied.Host = bh.ln.Addr().String()
+	h := relaytest.NewAt(t, env, direct, true)
+	h.Cfg.DatabaseURL = proxied.String() // the pool and the replication connection
+	h.Cfg.Election.URL = direct          // the lock connection, which flips
+	h.Cfg.ReceiveTimeout = 4 * time.Second
+	r := h.Start()
+	defer r.Stop(t)
+	h.WaitStreaming(r)
+	seq := 0
+	relaytest.WriteN(t, h, 1, 5, &seq)
+	h.WaitAllDelivered(time.Minute)
+
+	bh.frozen.Store(true)
+	relaytest.WriteN(t, h, 1, 5, &seq)
+	testenv.Eventually(t, time.Minute, func() error {
+		for _, n := range r.Relay.Snapshot().TermEnds {
+			if n > 0 {
+				return nil
+			}
+		}
+		return errors.New("the term still reads a silent replication connection")
+	})
+	bh.frozen.Store(false)
+	relaytest.WriteN(t, h, 1, 5, &seq)
+	h.WaitAllDelivered(time.Minute)
+	h.CheckRowsMatchStream(h.CheckStream())
+}
