@@ -38,10 +38,15 @@ type Row struct {
 }
 
 // recordSQL records a dead letter once per event: a resend after a restart
-// refused again changes nothing.
+// refused again changes nothing. A replayed one refused again is waiting
+// again, with the new reason and row: whether or not the replay stayed to
+// see it (Confirm), it must not stay hidden as replayed. (The parameters,
+// not EXCLUDED, so that the role needs SELECT on no more columns.)
 const recordSQL = `INSERT INTO bus.dead_letter (event_id, outbox_id, subject, payload, headers, created_at, error)
 VALUES ($1, $2, $3, $4, $5, COALESCE($6, now()), $7)
-ON CONFLICT (event_id) DO NOTHING`
+ON CONFLICT (event_id) DO UPDATE
+   SET outbox_id = $2, error = $7, dead_lettered_at = now(), replayed_at = NULL
+ WHERE bus.dead_letter.replayed_at IS NOT NULL`
 
 // Queue adds to b the statement that records ev as refused for reason, so
 // that the caller's batch records it in its own transaction and round trip:

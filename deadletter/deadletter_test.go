@@ -97,6 +97,43 @@ func TestQueueRecordsOnceAndListCountsIt(t *testing.T) {
 	}
 }
 
+// A replayed dead letter that the relay refuses again is waiting again,
+// with the new reason, whether or not the replay stayed to confirm it
+// (--wait 0, a wait that ran out, an interrupted CLI); a resend of an event
+// not replayed changes nothing. Found by review: the second refusal was
+// dropped (ON CONFLICT DO NOTHING), so the event was in neither the stream
+// nor the list of dead letters waiting.
+func TestRefusedAgainAfterAReplayIsWaitingAgain(t *testing.T) {
+	pool := setup(t)
+	ctx := context.Background()
+	e := record(t, pool, "a.x")
+	requeue := func(reason string) {
+		t.Helper()
+		b := &pgx.Batch{}
+		if err := deadletter.Queue(b, e, errors.New(reason)); err != nil {
+			t.Fatal(err)
+		}
+		if err := pool.SendBatch(ctx, b).Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	requeue("a resend after a restart") // not replayed: stays as it was
+	if list, err := deadletter.List(ctx, pool, false, 10); err != nil || len(list) != 1 || list[0].Error != "no stream captures subject" {
+		t.Fatalf("after a resend: %+v, %v; want the first reason kept", list, err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE bus.dead_letter SET replayed_at = now() WHERE event_id = $1::uuid`, e.EventIDString()); err != nil {
+		t.Fatal(err)
+	}
+	requeue("JetStream refused the event: message too large")
+	waiting, err := deadletter.Waiting(ctx, pool)
+	if err != nil || len(waiting) != 1 || waiting[0] != e.EventIDString() {
+		t.Fatalf("waiting %v, %v: the event refused again after its replay is not waiting", waiting, err)
+	}
+	if list, err := deadletter.List(ctx, pool, false, 10); err != nil || len(list) != 1 || list[0].Error != "JetStream refused the event: message too large" {
+		t.Fatalf("list %+v, %v; want the new reason", list, err)
+	}
+}
+
 func stream(t *testing.T) (jetstream.JetStream, jetstream.Stream) {
 	t.Helper()
 	nc, err := nats.Connect(env.NATS(t).URL())

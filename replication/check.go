@@ -348,7 +348,12 @@ SELECT has_table_privilege($1::text::regclass, 'SELECT'),
          AND has_column_privilege($1::text::regclass, 'published_at', 'UPDATE'),
        has_table_privilege($1::text::regclass, 'DELETE'),
        has_table_privilege($2::text::regclass, 'INSERT'),
-       has_column_privilege($2::text::regclass, 'event_id', 'SELECT'),
+       has_column_privilege($2::text::regclass, 'event_id', 'SELECT')
+         AND has_column_privilege($2::text::regclass, 'replayed_at', 'SELECT')
+         AND has_column_privilege($2::text::regclass, 'outbox_id', 'UPDATE')
+         AND has_column_privilege($2::text::regclass, 'error', 'UPDATE')
+         AND has_column_privilege($2::text::regclass, 'dead_lettered_at', 'UPDATE')
+         AND has_column_privilege($2::text::regclass, 'replayed_at', 'UPDATE'),
        CASE WHEN to_regclass($3) IS NOT NULL THEN
          has_table_privilege($3, 'SELECT') AND has_table_privilege($3, 'INSERT') AND has_table_privilege($3, 'UPDATE')
        END,
@@ -371,8 +376,9 @@ SELECT has_table_privilege($1::text::regclass, 'SELECT'),
 	case !ins:
 		return grant("INSERT", c.deadLetter)
 	case !dlSel:
-		// INSERT ... ON CONFLICT (event_id) reads the conflict column.
-		return grant("SELECT (event_id)", c.deadLetter)
+		// INSERT ... ON CONFLICT (event_id) DO UPDATE ... WHERE replayed_at
+		// IS NOT NULL: a replayed event refused again waits again.
+		return grant("SELECT (event_id, replayed_at), UPDATE (outbox_id, error, dead_lettered_at, replayed_at)", c.deadLetter)
 	case slots == nil:
 		return unmigrated("", "table %s does not exist", c.relaySlot())
 	case !*slots:

@@ -56,7 +56,8 @@ func TestCheck(t *testing.T) {
 	relayGrants := []string{
 		`GRANT USAGE ON SCHEMA bus TO $role`,
 		`GRANT SELECT, UPDATE ON bus.outbox TO $role`,
-		`GRANT INSERT, SELECT (event_id) ON bus.dead_letter TO $role`,
+		`GRANT INSERT, SELECT (event_id, replayed_at) ON bus.dead_letter TO $role`,
+		`GRANT UPDATE (outbox_id, error, dead_lettered_at, replayed_at) ON bus.dead_letter TO $role`,
 		`GRANT SELECT, INSERT, UPDATE ON bus.relay_slot TO $role`,
 	}
 
@@ -79,6 +80,10 @@ func TestCheck(t *testing.T) {
 			`GRANT USAGE ON SCHEMA bus TO $role`, `GRANT SELECT ON bus.outbox TO $role`, `GRANT INSERT ON bus.dead_letter TO $role`)},
 		{name: "role without INSERT on dead letters", want: "lacks INSERT on bus.dead_letter", setup: asRole("REPLICATION",
 			`GRANT USAGE ON SCHEMA bus TO $role`, `GRANT SELECT, UPDATE ON bus.outbox TO $role`)},
+		{name: "role with the dead-letter grants of before a refused replay waited again",
+			want: "lacks SELECT (event_id, replayed_at), UPDATE (outbox_id, error, dead_lettered_at, replayed_at) on bus.dead_letter",
+			setup: asRole("REPLICATION", `GRANT USAGE ON SCHEMA bus TO $role`, `GRANT SELECT, UPDATE ON bus.outbox TO $role`,
+				`GRANT INSERT, SELECT (event_id) ON bus.dead_letter TO $role`, `GRANT SELECT, INSERT, UPDATE ON bus.relay_slot TO $role`)},
 		{name: "role without DELETE when pruning", delete: true, want: "lacks DELETE on bus.outbox", setup: asRole("REPLICATION", relayGrants...)},
 		{name: "role without schema USAGE", want: "may not use schema bus", setup: asRole("REPLICATION",
 			`GRANT SELECT, UPDATE ON bus.outbox TO $role`, `GRANT INSERT ON bus.dead_letter TO $role`)},
