@@ -361,7 +361,7 @@ func (p *Pipeline) checkDenied() {
 
 // precheck decides what can be known without sending: an event that cannot
 // be published (bad row, subject no stream captures) is a dead letter. It
-// re-reads the stream's subjects, at most every filterRefresh, before
+// re-reads the stream's subjects, at most every SubjectsRefresh, before
 // dead-lettering on them; a failed read is an error to retry, so nothing is
 // dead-lettered on stale information.
 func (p *Pipeline) precheck(ctx context.Context, ev *flow.Event, filter subjectFilter, filterAt time.Time) (dead error, err error) {
@@ -372,7 +372,7 @@ func (p *Pipeline) precheck(ctx context.Context, ev *flow.Event, filter subjectF
 		return ev.Problem, nil
 	case filter.matches(ev.Subject):
 		return nil, nil
-	case time.Since(filterAt) >= filterRefresh:
+	case time.Since(filterAt) >= SubjectsRefresh:
 		if err := p.readStream(ctx); err != nil {
 			return nil, err
 		}
@@ -386,11 +386,13 @@ func (p *Pipeline) precheck(ctx context.Context, ev *flow.Event, filter subjectF
 	return fmt.Errorf("no stream captures subject %q: stream %s takes %v (add the subject to the stream, then replay the dead letter)", ev.Subject, p.cfg.Stream, []string(filter)), nil
 }
 
-// filterRefresh bounds how often an unmatched subject re-reads the stream's
-// subjects: an operator who adds a subject with `stream ensure` should not
-// have to restart the relay, but a burst of unmatched events must not turn
-// into a burst of stream info requests.
-const filterRefresh = 2 * time.Second
+// SubjectsRefresh bounds how often an unmatched subject re-reads the
+// stream's subjects: an operator who adds a subject with `stream ensure`
+// should not have to restart the relay, but a burst of unmatched events
+// must not turn into a burst of stream info requests. An event refused on
+// its subject less than this after the subject was added may have been
+// judged on the list from before.
+const SubjectsRefresh = 2 * time.Second
 
 // finishBatch resolves what an ended batch stored and closes it. If the
 // batch ended short, its first unstored message is dead-lettered when it can

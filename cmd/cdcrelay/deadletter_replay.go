@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
 
 	"github.com/cdcrelay/cdcrelay/deadletter"
+	"github.com/cdcrelay/cdcrelay/internal/backoff"
+	"github.com/cdcrelay/cdcrelay/publish"
 )
 
 // deadletterReplay puts dead letters back into bus.outbox and, with --wait,
@@ -48,10 +52,7 @@ func deadletterReplay(c *cli.Context) error {
 	out := c.App.Writer
 	var failed []string
 	for _, id := range ids {
-		r, err := deadletter.Replay(c.Context, conn, js, stream, id)
-		if err == nil && c.Duration("wait") > 0 {
-			err = deadletter.Confirm(c.Context, conn, stream, &r, c.Duration("wait"))
-		}
+		r, err := replayOne(c.Context, conn, js, stream, id, c.Duration("wait"))
 		switch {
 		case err != nil:
 			fmt.Fprintf(out, "%s: %s\n", id, replayAdvice(err))
@@ -68,6 +69,29 @@ func deadletterReplay(c *cli.Context) error {
 	return nil
 }
 
+// replayOne replays the dead letter id and, when wait is positive, confirms
+// it reached the stream. Replay has just read that the stream captures the
+// event's subject, but a relay judges subjects on a list it re-reads at
+// most every publish.SubjectsRefresh, so right after a subject was added
+// it may refuse the event again: once that time has passed since the
+// replay, it reads the list again, so the event is replayed once more.
+func replayOne(ctx context.Context, conn deadletter.Beginner, js jetstream.JetStream, stream jetstream.Stream, id string, wait time.Duration) (deadletter.Replayed, error) {
+	for again := false; ; again = true {
+		checked := time.Now()
+		r, err := deadletter.Replay(ctx, conn, js, stream, id)
+		if err != nil || wait <= 0 {
+			return r, err
+		}
+		err = deadletter.Confirm(ctx, conn, stream, &r, wait)
+		if again || !errors.Is(err, deadletter.ErrDeadLetteredAgain) {
+			return r, err
+		}
+		if !backoff.Sleep(ctx, time.Until(checked.Add(publish.SubjectsRefresh))) {
+			return r, ctx.Err()
+		}
+	}
+}
+
 // replayAdvice says what to do about a failed replay.
 func replayAdvice(err error) string {
 	var notCaptured *deadletter.NotCapturedError
@@ -78,7 +102,7 @@ func replayAdvice(err error) string {
 	case errors.As(err, &notPublished):
 		return err.Error() + ": is `cdcrelay run` running? (see `cdcrelay status`)"
 	case errors.Is(err, deadletter.ErrDeadLetteredAgain):
-		return err.Error() + " (if you just changed the stream, the relay reads its subjects when it (re)connects: restart it, then replay again)"
+		return err.Error() + ": see why with `cdcrelay deadletter list`, fix it, then replay again"
 	}
 	return err.Error()
 }
