@@ -316,6 +316,37 @@ func TestHeaderProblems(t *testing.T) {
 	}
 }
 
+// An empty payload with a "Status" header would be stored and never
+// delivered: nats.go's consumers take such a message for a status message
+// from the server. It is a problem (a dead letter), with the headers kept
+// for the record; a payload, or any other name ("status" too: nats.go
+// matches exactly), is fine. Found by review.
+func TestStatusHeaderWithoutPayload(t *testing.T) {
+	for _, tc := range []struct {
+		payload, headers string
+		problem          bool
+	}{
+		{"", `{"Status": "100"}`, true},
+		{"", `{"Status": "shipped"}`, true},
+		{"x", `{"Status": "shipped"}`, false},
+		{"", `{"status": "shipped"}`, false},
+		{"", `{"Description": "x"}`, false},
+		{"", ``, false},
+	} {
+		r := testRow
+		r.payload, r.headers = []byte(tc.payload), tc.headers
+		for name, vals := range map[string][]val{"binary": r.binaryVals(), "text": r.textVals()} {
+			m := mustDecode(t, inTx(t, outboxCols), insertMsg(outboxOID, vals...))
+			if got := m.Event.Problem; (got != nil) != tc.problem || (got != nil && !strings.Contains(got.Error(), `"Status" header`)) {
+				t.Errorf("%s, payload %q, headers %s: problem %v, want one: %v", name, tc.payload, tc.headers, got, tc.problem)
+			}
+			if tc.problem && m.Event.Headers["Status"] == nil {
+				t.Errorf("%s, headers %s: the dead letter would lose its headers", name, tc.headers)
+			}
+		}
+	}
+}
+
 func TestEventMethods(t *testing.T) {
 	ev := wantEvent()
 	if got := ev.EventIDString(); got != testEventID {

@@ -16,6 +16,12 @@ type value struct {
 
 var errUnchangedHeaders = errors.New("headers: unchanged TOAST value, which an insert cannot carry")
 
+// errStatusWithoutPayload: NATS clients take a message with no payload and
+// a Status header for a status message from the server (nats.go's
+// consumers drop it), so such an event would be stored but never
+// delivered. The header name is matched exactly, as nats.go does.
+var errStatusWithoutPayload = errors.New(`headers: a "Status" header on an event with an empty payload: NATS clients take it for a server status message and never deliver it (give the event a payload or the header another name)`)
+
 // insert decodes an Insert message ('I', type byte already read).
 func (d *Decoder) insert(c *cursor) (Message, error) {
 	oid := c.u32("relation OID")
@@ -125,6 +131,9 @@ func (d *Decoder) event(v *[numFields]value) (*flow.Event, error) {
 	}
 	if headers != nil {
 		ev.Headers, ev.Problem = d.headers.parse(headers, buf[end:])
+	}
+	if ev.Problem == nil && payloadLen == 0 && ev.Headers["Status"] != nil {
+		ev.Problem = errStatusWithoutPayload
 	}
 	return ev, nil
 }

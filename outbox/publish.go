@@ -95,6 +95,9 @@ func newRow(e Event) (row, error) {
 	if err != nil {
 		return row{}, err
 	}
+	if len(e.Payload) == 0 && e.Headers["Status"] != nil {
+		return row{}, ErrStatusWithoutPayload
+	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return row{}, fmt.Errorf("new event id: %w", err)

@@ -124,6 +124,22 @@ func TestPublishEmpty(t *testing.T) {
 	}
 }
 
+// An empty payload with a "Status" header is refused before it is written:
+// NATS clients would never deliver it. With a payload it is fine.
+func TestPublishRefusesStatusWithoutPayload(t *testing.T) {
+	ctx := testCtx(t)
+	pool := migratetest.Pool(t, env)
+	if _, err := Publish(ctx, pool, "a", nil, WithHeader("Status", "shipped")); !errors.Is(err, ErrStatusWithoutPayload) {
+		t.Fatalf("publish with Status and no payload: %v, want ErrStatusWithoutPayload", err)
+	}
+	if _, err := Publish(ctx, pool, "a", []byte("x"), WithHeader("Status", "shipped")); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rowsOf(t, pool)); n != 1 {
+		t.Fatalf("%d rows, want the one with a payload", n)
+	}
+}
+
 // Publish and PublishBatch take every pgx handle.
 func TestPublishThroughEachHandle(t *testing.T) {
 	ctx := testCtx(t)

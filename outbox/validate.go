@@ -22,6 +22,12 @@ var (
 	ErrReservedHeader    = errors.New("header name starts with Nats- (reserved: the relay sets those itself)") // outbox_headers_reserved_name
 )
 
+// ErrStatusWithoutPayload is returned for an event with an empty payload and
+// a "Status" header: NATS clients take such a message for a status message
+// from the server (nats.go's consumers drop it), so it would be stored but
+// never delivered. The relay dead-letters one inserted by other means.
+var ErrStatusWithoutPayload = errors.New(`a "Status" header on an event with an empty payload, which NATS clients take for a server status message and never deliver`)
+
 // ValidateSubject reports whether NATS (and the outbox's CHECK constraints)
 // would accept subject as the subject of a published message: non-empty, at
 // most MaxSubjectLen bytes, no leading or trailing dot nor empty token, no

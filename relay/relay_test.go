@@ -207,6 +207,34 @@ func TestUnboundSubjectIsDeadLetteredAndLaterEventsFlow(t *testing.T) {
 	}
 }
 
+// An event with an empty payload and a "Status" header would be stored but
+// never delivered (nats.go's consumers take it for a server status
+// message): it is dead-lettered, saying why, and later events flow.
+func TestStatusHeaderWithoutPayloadIsDeadLettered(t *testing.T) {
+	h := relaytest.New(t, env, true)
+	r := h.Start()
+	h.WaitStreaming(r)
+	ctx := context.Background()
+	var bad string
+	if err := h.Pool.QueryRow(ctx, `INSERT INTO bus.outbox (subject, payload, headers)
+VALUES ('orders.status', '', '{"Status": "shipped"}') RETURNING event_id::text`).Scan(&bad); err != nil {
+		t.Fatal(err)
+	}
+	seq := 0
+	relaytest.WriteN(t, h, 3, 20, &seq)
+	h.WaitAllDelivered(time.Minute)
+	var reason, headers string
+	if err := h.Pool.QueryRow(ctx, `SELECT error, headers::text FROM bus.dead_letter WHERE event_id = $1::uuid`, bad).Scan(&reason, &headers); err != nil {
+		t.Fatalf("dead letter for %v: %v", bad, err)
+	}
+	if !strings.Contains(reason, `"Status" header on an event with an empty payload`) || !strings.Contains(headers, "shipped") {
+		t.Fatalf("dead letter reason %q, headers %s", reason, headers)
+	}
+	if msgs := testenv.StreamMessages(t, h.NATS.URL(), "bus"); len(msgs) != 20 {
+		t.Fatalf("stream has %d events, want the 20 after the dead letter", len(msgs))
+	}
+}
+
 // Graceful shutdown confirms what it flipped: a restart resends nothing.
 func TestGracefulStopConfirmsAndResumes(t *testing.T) {
 	h := relaytest.New(t, env, true)
