@@ -225,13 +225,11 @@ func ownCluster(t *testing.T, settings map[string]string) *pgcluster.Cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	s := map[string]string{"wal_sender_timeout": "20s"}
-	for k, v := range settings {
-		s[k] = v
-	}
+	// The server binaries of the run (CDCRELAY_TEST_PG_BIN: the version
+	// matrix), as everywhere else.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, err := pgcluster.Start(ctx, pgcluster.Options{Dir: dir, Settings: s})
+	c, err := pgcluster.Start(ctx, testenv.ClusterOptions(pgcluster.Options{Dir: dir, Settings: settings}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +257,7 @@ func forkCluster(t *testing.T, a *pgcluster.Cluster) *pgcluster.Cluster {
 	if err := a.StartServer(ctx); err != nil {
 		t.Fatal(err)
 	}
-	b, err := pgcluster.Start(ctx, pgcluster.Options{Dir: dir, Settings: map[string]string{"wal_sender_timeout": "20s"}})
+	b, err := pgcluster.Start(ctx, testenv.ClusterOptions(pgcluster.Options{Dir: dir}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -118,6 +118,16 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 			}
 			return err
 		}
+		failover, err := r.alignFailover(read, rc)
+		if err != nil {
+			if read.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if rc.ServerVersion() >= 170000 {
+			g.Go(func() error { return r.watchFailover(work, failover, 2*r.cfg.StatusInterval) })
+		}
 		origin := r.filter(flips, start)
 		if origin != "" {
 			g.Go(func() error { return r.proveGuard(work, flips.since, sess) })

@@ -61,6 +61,18 @@ func (c *Conn) CreateSlot(ctx context.Context, slot string) (Snapshot, error) {
 	return Snapshot{Name: string(row[2]), ConsistentPoint: lsn}, nil
 }
 
+// SetFailover makes the slot a failover slot or not (PostgreSQL 17+: a
+// standby with sync_replication_slots keeps a copy of a failover slot). The
+// slot must not be in use.
+func (c *Conn) SetFailover(ctx context.Context, slot string, on bool) error {
+	const op = "alter replication slot"
+	if err := ValidateSlotName(slot); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	_, err := c.exec(ctx, op, fmt.Sprintf(`ALTER_REPLICATION_SLOT "%s" (FAILOVER %t)`, slot, on))
+	return err
+}
+
 // Import makes tx see the snapshot. tx must be REPEATABLE READ (or
 // SERIALIZABLE) and have run no query yet.
 func (s Snapshot) Import(ctx context.Context, tx Querier) error {

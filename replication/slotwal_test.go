@@ -24,7 +24,7 @@ func TestReadSlotWALSafeWAL(t *testing.T) {
 		{"1GB", 1 << 30},
 	} {
 		t.Run("max_slot_wal_keep_size="+tc.keep, func(t *testing.T) {
-			c, err := pgcluster.Start(ctx, pgcluster.Options{Settings: map[string]string{"max_slot_wal_keep_size": tc.keep}})
+			c, err := pgcluster.Start(ctx, testenv.ClusterOptions(pgcluster.Options{Settings: map[string]string{"max_slot_wal_keep_size": tc.keep}}))
 			if err != nil {
 				t.Fatal(err)
 			}

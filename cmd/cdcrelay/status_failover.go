@@ -99,10 +99,10 @@ func failoverFix(f replication.Failover) string {
 	switch {
 	case f.Version < 170000 || f.InRecovery || !f.SlotExists:
 		return ""
-	case !f.FailoverSlot:
-		return " (on PostgreSQL 17+ run ALTER_REPLICATION_SLOT <slot> (FAILOVER true) on a replication connection, e.g. psql \"dbname=... replication=database\", or drop the slot and let the relay recreate it)"
 	case len(f.SynchronizedStandbySlots) == 0:
-		return " (set synchronized_standby_slots on the primary to the standbys' physical slots; see the README, PostgreSQL versions and failover)"
+		return " (set synchronized_standby_slots on the primary to the standbys' physical slots: the relay then makes its slot a failover slot; see the README, PostgreSQL versions and failover)"
+	case !f.FailoverSlot:
+		return " (the leader makes the slot a failover slot within seconds of synchronized_standby_slots naming standbys; if none leads, run ALTER_REPLICATION_SLOT <slot> (FAILOVER true) on a replication connection, e.g. psql \"dbname=... replication=database\")"
 	}
 	return " (see the README, PostgreSQL versions and failover)"
 }
