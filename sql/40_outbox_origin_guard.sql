@@ -31,7 +31,10 @@
 -- The trigger checks the origin when the row is inserted. A transaction
 -- that sets up an origin after its inserts, or a COMMIT PREPARED run from a
 -- session with an origin, commits under that origin all the same: the
--- README says not to.
+-- README says not to. Nor may one transaction both disable (or replace)
+-- the trigger and insert under an origin: the relay's proof reads the WAL
+-- position and then the trigger's catalog rows, and such a transaction can
+-- commit before that position yet become visible only after the read.
 --
 -- This file leaves a trigger an operator disabled alone; the relay then
 -- streams unfiltered. A trigger that is enabled but not the one recorded
