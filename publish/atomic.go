@@ -220,7 +220,7 @@ func (p *Pipeline) plan(a *atomicState) (g group, ordinary bool, reason string) 
 	switch {
 	case g.txs == 0 && events > 0 && bad != "":
 		return group{events: events}, true, bad
-	case g.txs == 0 && events > 0 && p.w.blocked && p.w.released == p.w.sent:
+	case g.txs == 0 && events > 0 && p.w.stuck():
 		// It fills the window alone: its end can never come in.
 		return group{events: events}, true, "it is larger than the in-flight window"
 	}

@@ -243,6 +243,7 @@ func (p *Pipeline) Submit(ctx context.Context, it flow.Item, deadline time.Time)
 			}
 			return nil
 		}
+		p.w.need = size
 		if !p.w.blocked {
 			p.w.blocked = true
 			signal(p.sendCh)

@@ -27,9 +27,11 @@ type window struct {
 
 	added, sent, resolved, taken, released uint64
 	bytes                                  int64
-	// blocked: a Submit waits for room. Atomic mode reads it to tell a
-	// transaction larger than the window from one still arriving.
+	// blocked: a Submit waits for room, for an item of need bytes. Atomic
+	// mode reads them to tell a transaction larger than the window from one
+	// still arriving.
 	blocked bool
+	need    int64
 }
 
 func newWindow(maxCount int, maxBytes int64) *window {
@@ -90,6 +92,11 @@ func (w *window) oldestCommit() time.Time {
 	}
 	return time.Time{}
 }
+
+// stuck reports whether the waiting Submit's item cannot come in even once
+// everything sent is released: the window then holds nothing else it could
+// give back.
+func (w *window) stuck() bool { return w.blocked && w.released == w.sent && !w.fits(w.need) }
 
 // inFlight is the number of items not yet released, and their bytes.
 func (w *window) inFlight() (int, int64) { return int(w.added - w.released), w.bytes }
