@@ -22,6 +22,15 @@ var errUnchangedHeaders = errors.New("headers: unchanged TOAST value, which an i
 // delivered. The header name is matched exactly, as nats.go does.
 var errStatusWithoutPayload = errors.New(`headers: a "Status" header on an event with an empty payload: NATS clients take it for a server status message and never deliver it (give the event a payload or the header another name)`)
 
+// CheckEvent sets ev.Problem, unless it has one, for what no single
+// column's rules catch: an empty payload with a "Status" header. Every way
+// an event is read (the stream, a backfill) runs it.
+func CheckEvent(ev *flow.Event) {
+	if ev.Problem == nil && len(ev.Payload) == 0 && ev.Headers["Status"] != nil {
+		ev.Problem = errStatusWithoutPayload
+	}
+}
+
 // insert decodes an Insert message ('I', type byte already read).
 func (d *Decoder) insert(c *cursor) (Message, error) {
 	oid := c.u32("relation OID")
@@ -132,8 +141,6 @@ func (d *Decoder) event(v *[numFields]value) (*flow.Event, error) {
 	if headers != nil {
 		ev.Headers, ev.Problem = d.headers.parse(headers, buf[end:])
 	}
-	if ev.Problem == nil && payloadLen == 0 && ev.Headers["Status"] != nil {
-		ev.Problem = errStatusWithoutPayload
-	}
+	CheckEvent(ev)
 	return ev, nil
 }

@@ -53,6 +53,7 @@ func (r *Relay) backfill(ctx context.Context, snap replication.Snapshot, pipe *p
 		if created != nil {
 			ev.CreatedAt = *created
 		}
+		decode.CheckEvent(ev)
 		if err := pipe.Submit(ctx, flow.Item{Event: ev, Backfill: true}, time.Time{}); err != nil {
 			return n, fmt.Errorf("backfill: %w", err)
 		}

@@ -209,30 +209,47 @@ func TestUnboundSubjectIsDeadLetteredAndLaterEventsFlow(t *testing.T) {
 
 // An event with an empty payload and a "Status" header would be stored but
 // never delivered (nats.go's consumers take it for a server status
-// message): it is dead-lettered, saying why, and later events flow.
+// message): it is dead-lettered, saying why, and later events flow, whether
+// it comes through the stream or, written before the first start, through
+// the backfill (which the review found skipped the check).
 func TestStatusHeaderWithoutPayloadIsDeadLettered(t *testing.T) {
+	for _, backfilled := range []bool{false, true} {
+		t.Run(fmt.Sprintf("backfilled=%v", backfilled), func(t *testing.T) { statusWithoutPayload(t, backfilled) })
+	}
+}
+
+func statusWithoutPayload(t *testing.T, backfilled bool) {
 	h := relaytest.New(t, env, true)
-	r := h.Start()
-	h.WaitStreaming(r)
 	ctx := context.Background()
 	var bad string
-	if err := h.Pool.QueryRow(ctx, `INSERT INTO bus.outbox (subject, payload, headers)
+	insert := func() {
+		if err := h.Pool.QueryRow(ctx, `INSERT INTO bus.outbox (subject, payload, headers)
 VALUES ('orders.status', '', '{"Status": "shipped"}') RETURNING event_id::text`).Scan(&bad); err != nil {
-		t.Fatal(err)
+			t.Fatal(err)
+		}
+	}
+	if backfilled {
+		insert()
+	}
+	r := h.Start()
+	h.WaitStreaming(r)
+	if !backfilled {
+		insert()
 	}
 	seq := 0
 	relaytest.WriteN(t, h, 3, 20, &seq)
 	h.WaitAllDelivered(time.Minute)
 	var reason, headers string
 	if err := h.Pool.QueryRow(ctx, `SELECT error, headers::text FROM bus.dead_letter WHERE event_id = $1::uuid`, bad).Scan(&reason, &headers); err != nil {
-		t.Fatalf("dead letter for %v: %v", bad, err)
+		t.Fatalf("backfilled %v: dead letter for %v: %v", backfilled, bad, err)
 	}
 	if !strings.Contains(reason, `"Status" header on an event with an empty payload`) || !strings.Contains(headers, "shipped") {
-		t.Fatalf("dead letter reason %q, headers %s", reason, headers)
+		t.Fatalf("backfilled %v: dead letter reason %q, headers %s", backfilled, reason, headers)
 	}
 	if msgs := testenv.StreamMessages(t, h.NATS.URL(), "bus"); len(msgs) != 20 {
-		t.Fatalf("stream has %d events, want the 20 after the dead letter", len(msgs))
+		t.Fatalf("backfilled %v: stream has %d events, want the 20 after the dead letter", backfilled, len(msgs))
 	}
+	r.Stop(t)
 }
 
 // Graceful shutdown confirms what it flipped: a restart resends nothing.
