@@ -51,7 +51,11 @@ func (r *Relay) alignFailover(ctx context.Context, rc *replication.Conn) (bool, 
 	if err != nil || want == is {
 		return is, err
 	}
-	if err := rc.SetFailover(ctx, r.cfg.Slot, want); err != nil {
+	// The slot is not in use (a stale walsender was ended before); were it,
+	// the ALTER would wait for it, so it is bounded like that ending.
+	actx, cancel := context.WithTimeout(ctx, slotTakeover)
+	defer cancel()
+	if err := rc.SetFailover(actx, r.cfg.Slot, want); err != nil {
 		return is, err
 	}
 	if want {

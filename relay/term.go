@@ -67,6 +67,11 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 		return errors.Join(fmt.Errorf("replication connection: %w", err), g.Wait())
 	}
 	defer func() { _ = rc.Close(context.WithoutCancel(ctx)) }()
+	receiveTimeout, err := r.receiveTimeout(ctx, rc)
+	if err != nil {
+		cancelWork(nil)
+		return errors.Join(err, g.Wait())
+	}
 
 	pipe, err := publish.New(r.nc, r.pipelineConfig())
 	if err != nil {
@@ -87,7 +92,7 @@ func (r *Relay) lead(ctx context.Context, lease *election.Lease) error {
 	sess := slot.New(rc, pipe, slot.Config{
 		Name: r.cfg.Slot, Publication: r.cfg.Publication, StatusInterval: r.cfg.StatusInterval,
 		Flush: lease.Do, Heartbeats: &r.heartbeat, Trace: r.cfg.Publish.DiagnosticHeaders,
-		ReceiveTimeout: r.cfg.ReceiveTimeout,
+		ReceiveTimeout: receiveTimeout,
 	})
 	r.session.Store(sess)
 	g.Go(func() error {
@@ -174,6 +179,33 @@ func (r *Relay) connectReplication(ctx context.Context) (*replication.Conn, erro
 		defer cancel()
 	}
 	return replication.Connect(ctx, r.cfg.DatabaseURL)
+}
+
+// receiveTimeout is the term's limit on the walsender's silence: the
+// configured one, raised to outlast the walsender's own wal_sender_timeout.
+// While it replays a large transaction it publishes nothing of (one on
+// other tables, say), the walsender reads the relay's messages, and so
+// answers a keepalive request, only every half of that timeout; a shorter
+// limit would end term after term on the same transaction.
+func (r *Relay) receiveTimeout(ctx context.Context, rc *replication.Conn) (time.Duration, error) {
+	if r.cfg.ReceiveTimeout <= 0 {
+		return r.cfg.ReceiveTimeout, nil
+	}
+	sender, err := rc.SenderTimeout(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return receiveLimit(r.cfg.ReceiveTimeout, sender, r.cfg.StatusInterval), nil
+}
+
+// receiveLimit is the configured receive timeout, at least the walsender's
+// timeout plus two status intervals (the margin for a keepalive request
+// sent at half the limit); an off walsender timeout bounds nothing.
+func receiveLimit(configured, sender, status time.Duration) time.Duration {
+	if configured <= 0 || sender <= 0 {
+		return configured
+	}
+	return max(configured, sender+2*status)
 }
 
 func (r *Relay) pipelineConfig() publish.Config {

@@ -38,3 +38,18 @@ func TestRestartLoopStopsOnPermanentErrors(t *testing.T) {
 		t.Error("a timeout is not permanent")
 	}
 }
+
+func TestReceiveLimitOutlastsTheWalsender(t *testing.T) {
+	s := time.Second
+	for _, c := range []struct{ configured, sender, want time.Duration }{
+		{60 * s, 60 * s, 70 * s},   // the defaults: 60 s each, status every 5 s
+		{60 * s, 120 * s, 130 * s}, // a raised wal_sender_timeout
+		{300 * s, 60 * s, 300 * s}, // a longer limit stands
+		{60 * s, 0, 60 * s},        // the walsender never times out
+		{-1, 60 * s, -1},           // off stays off
+	} {
+		if got := receiveLimit(c.configured, c.sender, 5*s); got != c.want {
+			t.Errorf("receiveLimit(%v, %v) = %v, want %v", c.configured, c.sender, got, c.want)
+		}
+	}
+}

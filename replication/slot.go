@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 )
@@ -71,6 +73,24 @@ func (c *Conn) SetFailover(ctx context.Context, slot string, on bool) error {
 	}
 	_, err := c.exec(ctx, op, fmt.Sprintf(`ALTER_REPLICATION_SLOT "%s" (FAILOVER %t)`, slot, on))
 	return err
+}
+
+// SenderTimeout is the wal_sender_timeout of the connection's walsender
+// (the role's or database's setting included); 0 when off.
+func (c *Conn) SenderTimeout(ctx context.Context) (time.Duration, error) {
+	const op = "read wal_sender_timeout"
+	res, err := c.exec(ctx, op, `SELECT setting FROM pg_settings WHERE name = 'wal_sender_timeout'`)
+	if err != nil {
+		return 0, err
+	}
+	if len(res.Rows) != 1 || len(res.Rows[0]) != 1 {
+		return 0, fmt.Errorf("%s: unexpected result shape %d rows", op, len(res.Rows))
+	}
+	ms, err := strconv.ParseInt(string(res.Rows[0][0]), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", op, err)
+	}
+	return time.Duration(ms) * time.Millisecond, nil
 }
 
 // Import makes tx see the snapshot. tx must be REPEATABLE READ (or

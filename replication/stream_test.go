@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"reflect"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -463,4 +465,34 @@ func TestIdleSlotAdvancesOnKeepalive(t *testing.T) {
 		}
 	}
 	waitConfirmed(t, d, slot, confirmed)
+}
+
+// SenderTimeout reads the walsender's own wal_sender_timeout, a role's
+// setting included.
+func TestSenderTimeout(t *testing.T) {
+	t.Parallel()
+	d := newDatabase(t, true)
+	ctx := testCtx(t)
+	var want string
+	if err := d.pool.QueryRow(ctx, `SELECT setting FROM pg_settings WHERE name = 'wal_sender_timeout'`).Scan(&want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := connect(t, d.url).SenderTimeout(ctx)
+	if err != nil || fmt.Sprint(got.Milliseconds()) != want {
+		t.Fatalf("SenderTimeout = %v, %v; want %s ms", got, err, want)
+	}
+	role := "st_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	d.exec(t, `CREATE ROLE `+role+` LOGIN REPLICATION SUPERUSER`)
+	d.exec(t, `ALTER ROLE `+role+` SET wal_sender_timeout = '3min'`)
+	t.Cleanup(func() { d.exec(t, `DROP ROLE IF EXISTS `+role) })
+	u, err := url.Parse(d.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	rc := connect(t, u.String())
+	if got, err := rc.SenderTimeout(ctx); err != nil || got != 3*time.Minute {
+		t.Fatalf("with the role's setting: SenderTimeout = %v, %v; want 3m", got, err)
+	}
+	_ = rc.Close(ctx)
 }
