@@ -45,8 +45,9 @@ func TestIdleRisk(t *testing.T) {
 }
 
 // TestFailoverMetrics runs the watch beside a relay on the package's single
-// server: never failover-ready (no standby), a failover slot from
-// PostgreSQL 17 on, and the slot's idle time once the relay stops.
+// server: never failover-ready (no standby), not a failover slot (nothing
+// names a standby in synchronized_standby_slots), and the slot's idle time
+// once the relay stops (17+).
 func TestFailoverMetrics(t *testing.T) {
 	h := relaytest.New(t, env, true)
 	var version int
@@ -75,11 +76,7 @@ func TestFailoverMetrics(t *testing.T) {
 		}
 	})
 	addr := srv.Addr()
-	failoverSlot := 0.0
-	if version >= 170000 {
-		failoverSlot = 1
-	}
-	waitMetrics(t, addr, eq("cdcrelay_failover_ready", 0, "slot", "cdcrelay"), eq("cdcrelay_slot_failover", failoverSlot, "slot", "cdcrelay"),
+	waitMetrics(t, addr, eq("cdcrelay_failover_ready", 0, "slot", "cdcrelay"), eq("cdcrelay_slot_failover", 0, "slot", "cdcrelay"),
 		eq("cdcrelay_metrics_query_errors_total", 0, "query", "failover"))
 	if _, ok := value(scrape(t, addr), "cdcrelay_slot_inactive_seconds", "slot", "cdcrelay"); ok {
 		t.Errorf("cdcrelay_slot_inactive_seconds while the relay streams")

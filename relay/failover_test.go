@@ -53,7 +53,7 @@ func TestSlotIsAFailoverSlotOnlyWithSynchronizedStandbySlots(t *testing.T) {
 	seq := 0
 	relaytest.WriteN(t, h, 1, 5, &seq)
 	h.WaitAllDelivered(time.Minute)
-	failover(false) // created with FAILOVER, but nothing names a standby
+	failover(false) // nothing names a standby
 
 	exec(`SELECT pg_create_physical_replication_slot('standby1', true)`)
 	exec(`ALTER SYSTEM SET synchronized_standby_slots = 'standby1'`)

@@ -133,6 +133,15 @@ func (r *Relay) createAndBackfill(ctx context.Context, rc *replication.Conn, pip
 func (r *Relay) createSlot(ctx context.Context, rc *replication.Conn) (replication.Snapshot, error) {
 	cctx, cancel := context.WithTimeout(ctx, r.cfg.SlotCreateTimeout)
 	defer cancel()
+	// A failover slot only while synchronized_standby_slots names standbys
+	// (see failover.go); before 17 the flag means nothing.
+	var failover bool
+	if rc.ServerVersion() >= 170000 {
+		var err error
+		if failover, _, err = r.failoverWanted(cctx); err != nil {
+			return replication.Snapshot{}, err
+		}
+	}
 	watch, stopWatch := context.WithCancel(cctx)
 	var (
 		wg       sync.WaitGroup
@@ -140,7 +149,7 @@ func (r *Relay) createSlot(ctx context.Context, rc *replication.Conn) (replicati
 	)
 	wg.Add(1)
 	go func() { defer wg.Done(); blockers = r.watchSlotCreation(watch, rc.BackendPID()) }()
-	snap, err := rc.CreateSlot(cctx, r.cfg.Slot)
+	snap, err := rc.CreateSlotFailover(cctx, r.cfg.Slot, failover)
 	stopWatch()
 	wg.Wait()
 	if err == nil {

@@ -31,6 +31,12 @@ type Snapshot struct {
 // standby configured with sync_replication_slots keeps it across a failover.
 // A slot that already exists fails with an error matching ErrSlotExists.
 func (c *Conn) CreateSlot(ctx context.Context, slot string) (Snapshot, error) {
+	return c.CreateSlotFailover(ctx, slot, true)
+}
+
+// CreateSlotFailover is CreateSlot with the choice of FAILOVER on 17+
+// (failover is ignored before).
+func (c *Conn) CreateSlotFailover(ctx context.Context, slot string, failover bool) (Snapshot, error) {
 	const op = "create replication slot"
 	if err := ValidateSlotName(slot); err != nil {
 		return Snapshot{}, fmt.Errorf("%s: %w", op, err)
@@ -38,7 +44,7 @@ func (c *Conn) CreateSlot(ctx context.Context, slot string) (Snapshot, error) {
 	var sql string
 	switch {
 	case c.version >= 170000:
-		sql = fmt.Sprintf(`CREATE_REPLICATION_SLOT "%s" LOGICAL pgoutput (SNAPSHOT 'export', FAILOVER)`, slot)
+		sql = fmt.Sprintf(`CREATE_REPLICATION_SLOT "%s" LOGICAL pgoutput (SNAPSHOT 'export', FAILOVER %t)`, slot, failover)
 	case c.version >= 150000:
 		sql = fmt.Sprintf(`CREATE_REPLICATION_SLOT "%s" LOGICAL pgoutput (SNAPSHOT 'export')`, slot)
 	default:
