@@ -25,7 +25,10 @@ type blackhole struct {
 	ln     net.Listener
 	target string
 	frozen atomic.Bool
-	done   chan struct{}
+	// afterStartup: each replication connection goes dead as soon as its
+	// start-up ends (the server's first ReadyForQuery reaches the client).
+	afterStartup atomic.Bool
+	done         chan struct{}
 }
 
 func newBlackhole(t *testing.T, target string) *blackhole {
@@ -73,11 +76,12 @@ func (b *blackhole) handle(c net.Conn) {
 	if _, err := s.Write(append(hdr[:], rest...)); err != nil {
 		return
 	}
+	var dead atomic.Bool
 	pipe := func(dst, src net.Conn) {
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := src.Read(buf)
-			if repl && b.frozen.Load() {
+			if repl && (b.frozen.Load() || dead.Load()) {
 				// Swallow everything from now on; close only when the test ends.
 				go func() { _, _ = io.Copy(io.Discard, src) }()
 				<-b.done
@@ -94,7 +98,35 @@ func (b *blackhole) handle(c net.Conn) {
 		}
 	}
 	go pipe(s, c)
+	if repl && b.afterStartup.Load() {
+		b.startupOnly(c, s, &dead)
+		return
+	}
 	pipe(c, s)
+}
+
+// startupOnly passes the server's messages to the client up to and
+// including the first ReadyForQuery, marking the connection dead just
+// before that one, so that nothing the client sends next gets through;
+// then it swallows the server's side until the test ends.
+func (b *blackhole) startupOnly(c, s net.Conn, dead *atomic.Bool) {
+	for {
+		var head [5]byte
+		if _, err := io.ReadFull(s, head[:]); err != nil {
+			return
+		}
+		body := make([]byte, binary.BigEndian.Uint32(head[1:])-4)
+		if _, err := io.ReadFull(s, body); err != nil {
+			return
+		}
+		last := head[0] == 'Z'
+		dead.Store(last)
+		if _, err := c.Write(append(head[:], body...)); err != nil || last {
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, s) }()
+	<-b.done
 }
 
 // The replication connection's path dies silently while the lock
@@ -138,4 +170,39 @@ func TestSilentReplicationConnectionEndsTheTerm(t *testing.T) {
 	relaytest.WriteN(t, h, 1, 5, &seq)
 	h.WaitAllDelivered(time.Minute)
 	h.CheckRowsMatchStream(h.CheckStream())
+}
+
+// A replication connection whose path dies right after it connected: the
+// term's first read on it (its wal_sender_timeout) is bounded like the
+// connect, so the term ends and is retried instead of holding the lease
+// (found by review: it was the one unbounded call at a term's start).
+func TestReplicationConnectionDeadAfterStartupEndsTheTerm(t *testing.T) {
+	direct := env.DB(t)
+	u, err := url.Parse(direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bh := newBlackhole(t, u.Host)
+	bh.afterStartup.Store(true)
+	proxied := *u
+	proxied.Host = bh.ln.Addr().String()
+	h := relaytest.NewAt(t, env, direct, true)
+	h.Cfg.DatabaseURL = proxied.String()
+	h.Cfg.Election.URL = direct
+	h.Cfg.ReceiveTimeout = 2 * time.Second
+	r := h.Start()
+	defer r.Stop(t)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		for _, n := range r.Relay.Snapshot().TermEnds {
+			if n > 0 {
+				return nil
+			}
+		}
+		return errors.New("the term still waits on a dead replication connection")
+	})
+	bh.afterStartup.Store(false)
+	h.WaitStreaming(r)
+	seq := 0
+	relaytest.WriteN(t, h, 1, 5, &seq)
+	h.WaitAllDelivered(time.Minute)
 }

@@ -191,6 +191,10 @@ func (r *Relay) receiveTimeout(ctx context.Context, rc *replication.Conn) (time.
 	if r.cfg.ReceiveTimeout <= 0 {
 		return r.cfg.ReceiveTimeout, nil
 	}
+	// Bounded like the connect: on a path that drops packets the read would
+	// otherwise hold the term, and the lease, for good.
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.ReceiveTimeout)
+	defer cancel()
 	sender, err := rc.SenderTimeout(ctx)
 	if err != nil {
 		return 0, err
