@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cdcrelay/cdcrelay/internal/pgcluster"
 	"github.com/cdcrelay/cdcrelay/internal/relaytest"
 	"github.com/cdcrelay/cdcrelay/internal/testenv"
 )
@@ -17,7 +18,8 @@ import (
 // leader follows the setting as it changes, by ending its term; events
 // keep flowing.
 func TestSlotIsAFailoverSlotOnlyWithSynchronizedStandbySlots(t *testing.T) {
-	c := ownCluster(t, nil)
+	env.Cluster(t)                                    // skips when the tests run against an external server
+	c := testenv.StartCluster(t, pgcluster.Options{}) // the run's version: 17+ in the matrix
 	h := relaytest.NewAt(t, env, c.URL("postgres"), true)
 	ctx := context.Background()
 	var version int
