@@ -129,14 +129,10 @@ func (b *blackhole) startupOnly(c, s net.Conn, dead *atomic.Bool) {
 	<-b.done
 }
 
-// The replication connection's path dies silently while the lock
-// connection stays healthy: the walsender falls silent, and the term ends
-// after the receive timeout (a keepalive request unanswered) instead of
-// reading forever while holding the lease. Once the path works again the
-// next term delivers what was written meanwhile, once and in order. Found
-// by review: before the receive timeout the relay stayed "streaming" for
-// good (90 s in the test, with the server's walsender long gone).
-func TestSilentReplicationConnectionEndsTheTerm(t *testing.T) {
+// behindBlackhole is a harness whose pool and replication connection go
+// through a blackhole while the lock connection, which flips, goes direct.
+func behindBlackhole(t *testing.T, receiveTimeout time.Duration) (*blackhole, *relaytest.Harness) {
+	t.Helper()
 	direct := env.DB(t)
 	u, err := url.Parse(direct)
 	if err != nil {
@@ -146,9 +142,34 @@ func TestSilentReplicationConnectionEndsTheTerm(t *testing.T) {
 	proxied := *u
 	proxied.Host = bh.ln.Addr().String()
 	h := relaytest.NewAt(t, env, direct, true)
-	h.Cfg.DatabaseURL = proxied.String() // the pool and the replication connection
-	h.Cfg.Election.URL = direct          // the lock connection, which flips
-	h.Cfg.ReceiveTimeout = 4 * time.Second
+	h.Cfg.DatabaseURL = proxied.String()
+	h.Cfg.Election.URL = direct
+	h.Cfg.ReceiveTimeout = receiveTimeout
+	return bh, h
+}
+
+// waitTermEnded waits until some leadership term of r has ended.
+func waitTermEnded(t *testing.T, r *relaytest.Relay, within time.Duration, why string) {
+	t.Helper()
+	testenv.Eventually(t, within, func() error {
+		for _, n := range r.Relay.Snapshot().TermEnds {
+			if n > 0 {
+				return nil
+			}
+		}
+		return errors.New(why)
+	})
+}
+
+// The replication connection's path dies silently while the lock
+// connection stays healthy: the walsender falls silent, and the term ends
+// after the receive timeout (a keepalive request unanswered) instead of
+// reading forever while holding the lease. Once the path works again the
+// next term delivers what was written meanwhile, once and in order. Found
+// by review: before the receive timeout the relay stayed "streaming" for
+// good (90 s in the test, with the server's walsender long gone).
+func TestSilentReplicationConnectionEndsTheTerm(t *testing.T) {
+	bh, h := behindBlackhole(t, 4*time.Second)
 	r := h.Start()
 	defer r.Stop(t)
 	h.WaitStreaming(r)
@@ -158,14 +179,7 @@ func TestSilentReplicationConnectionEndsTheTerm(t *testing.T) {
 
 	bh.frozen.Store(true)
 	relaytest.WriteN(t, h, 1, 5, &seq)
-	testenv.Eventually(t, time.Minute, func() error {
-		for _, n := range r.Relay.Snapshot().TermEnds {
-			if n > 0 {
-				return nil
-			}
-		}
-		return errors.New("the term still reads a silent replication connection")
-	})
+	waitTermEnded(t, r, time.Minute, "the term still reads a silent replication connection")
 	bh.frozen.Store(false)
 	relaytest.WriteN(t, h, 1, 5, &seq)
 	h.WaitAllDelivered(time.Minute)
@@ -177,29 +191,11 @@ func TestSilentReplicationConnectionEndsTheTerm(t *testing.T) {
 // connect, so the term ends and is retried instead of holding the lease
 // (found by review: it was the one unbounded call at a term's start).
 func TestReplicationConnectionDeadAfterStartupEndsTheTerm(t *testing.T) {
-	direct := env.DB(t)
-	u, err := url.Parse(direct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bh := newBlackhole(t, u.Host)
+	bh, h := behindBlackhole(t, 2*time.Second)
 	bh.afterStartup.Store(true)
-	proxied := *u
-	proxied.Host = bh.ln.Addr().String()
-	h := relaytest.NewAt(t, env, direct, true)
-	h.Cfg.DatabaseURL = proxied.String()
-	h.Cfg.Election.URL = direct
-	h.Cfg.ReceiveTimeout = 2 * time.Second
 	r := h.Start()
 	defer r.Stop(t)
-	testenv.Eventually(t, 30*time.Second, func() error {
-		for _, n := range r.Relay.Snapshot().TermEnds {
-			if n > 0 {
-				return nil
-			}
-		}
-		return errors.New("the term still waits on a dead replication connection")
-	})
+	waitTermEnded(t, r, 30*time.Second, "the term still waits on a dead replication connection")
 	bh.afterStartup.Store(false)
 	h.WaitStreaming(r)
 	seq := 0
